@@ -1,0 +1,81 @@
+import { javascript, typescript } from 'projen';
+
+// projen owns package.json, tsconfig*.json, the jest and eslint settings and the task list.
+// Change them here and run `npx projen`; the generated files are read-only on purpose.
+
+const project = new typescript.TypeScriptProject({
+  name: 'cdk8s-gpu-queue-workers',
+  description:
+    'cdk8s constructs for GPU inference workers that consume a RabbitMQ queue and scale on its backlog ' +
+    '(HPA + prometheus-adapter or KEDA, DCGM exporter, Cluster Autoscaler / Karpenter).',
+  keywords: ['cdk8s', 'kubernetes', 'gpu', 'autoscaling', 'rabbitmq', 'keda', 'hpa', 'prometheus-adapter'],
+  license: 'Apache-2.0',
+  defaultReleaseBranch: 'main',
+  packageManager: javascript.NodePackageManager.NPM,
+  projenrcTs: true,
+  typescriptVersion: '~5.9.0',
+  minNodeVersion: '20.0.0',
+
+  // No hosted CI or release automation: .ci/run is the project's CI.
+  github: false,
+  release: false,
+  buildWorkflow: false,
+  depsUpgrade: false,
+  pullRequestTemplate: false,
+  // `dist/` holds the example app's synthesized manifests; npm tarballs go elsewhere.
+  artifactsDirectory: 'build/package',
+
+  deps: ['cdk8s@^2.70.0', 'cdk8s-plus-27@^2.9.5', 'constructs@^10.4.0', 'yaml@^2.8.0'],
+  peerDeps: [],
+  devDeps: [
+    'cdk8s-cli@^2.200.0',
+    // Schema validation of every synthesized object: kubernetes-models for core kinds (the 4.x line is the
+    // last that loads as CommonJS under jest on Node 20), ajv with the imported CRDs' own schemas for the rest.
+    'kubernetes-models@^4.5.1',
+    'ajv@^8.17.0',
+    'amqplib@^2.3.1',
+  ],
+
+  // The library's sources import the generated code in imports/, so the compile root is the repo root.
+  tsconfig: {
+    compilerOptions: { rootDir: '.', outDir: 'lib', lib: ['es2022'], target: 'ES2022' },
+    include: ['src/**/*.ts', 'imports/**/*.ts'],
+    exclude: ['node_modules', 'worker', 'dist'],
+  },
+  tsconfigDev: {
+    compilerOptions: { lib: ['es2022'], target: 'ES2022' },
+    exclude: ['node_modules', 'worker'],
+  },
+  entrypoint: 'lib/src/index.js',
+  entrypointTypes: 'lib/src/index.d.ts',
+
+  jest: true,
+  jestOptions: {
+    // CI must fail on a changed snapshot, never rewrite it: `npx projen test:update` does that on purpose.
+    updateSnapshot: javascript.UpdateSnapshot.NEVER,
+    jestConfig: {
+      testPathIgnorePatterns: ['/node_modules/', '/worker/', '/dist/', '/lib/'],
+      coveragePathIgnorePatterns: ['/node_modules/', '/imports/'],
+      testTimeout: 30_000,
+    },
+  },
+  eslintOptions: { dirs: ['src'], devdirs: ['test', 'bench'], ignorePatterns: ['imports/', 'worker/', 'dist/', 'lib/'] },
+});
+
+project.gitignore.exclude('/build/', '/worker/node_modules/', '/worker/dist/', '/worker/models/', '/.live/');
+project.npmignore?.exclude('/imports/', '/worker/', '/dist/', '/bench/', '/build/', '/.ci/', 'cdk8s.yaml');
+project.npmignore?.include('/lib/imports/');
+
+// Regenerate imports/ (k8s 1.27 and the CRDs) offline from ../shared; see the script for how.
+project.addTask('import', {
+  description: 'Regenerate imports/ with cdk8s import (Kubernetes 1.27 and the CRDs the constructs emit)',
+  exec: 'bash scripts/import.sh',
+});
+
+// Synthesize the example app (cdk8s.yaml) into dist/.
+project.addTask('synth', {
+  description: 'Synthesize the example app into dist/',
+  exec: 'cdk8s synth',
+});
+
+project.synth();

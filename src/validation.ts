@@ -1,0 +1,84 @@
+/**
+ * Prop checks shared by the constructs. Each failure throws at construction time with the construct,
+ * the prop, what is wrong and what to do instead, so that no invalid manifest is ever synthesized.
+ */
+
+/** A prop that cannot be synthesized into a valid or correctly read manifest. */
+export class InvalidPropError extends Error {
+  constructor(
+    /** The construct class, e.g. `QueueScaledHpa`. */
+    public readonly construct: string,
+    /** The prop path, e.g. `maxReplicas` or `gpu.count`. */
+    public readonly prop: string,
+    problem: string,
+    fix: string,
+  ) {
+    super(`${construct}: \`${prop}\` ${problem}. ${fix}`);
+    this.name = 'InvalidPropError';
+  }
+}
+
+/** Throws an {@link InvalidPropError}. */
+export function invalidProp(construct: string, prop: string, problem: string, fix: string): never {
+  throw new InvalidPropError(construct, prop, problem, fix);
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** Checks an RFC 1123 label: lower-case alphanumerics and '-', at most 63 characters (Service, Namespace names). */
+export function checkDnsLabel(construct: string, prop: string, value: string): string {
+  if (value.length === 0 || value.length > 63 || !DNS_LABEL.test(value)) {
+    invalidProp(
+      construct,
+      prop,
+      `is ${JSON.stringify(value)}, not a valid RFC 1123 label`,
+      'Use 1 to 63 lower-case letters, digits or "-", starting and ending with a letter or digit.',
+    );
+  }
+  return value;
+}
+
+/** Checks an RFC 1123 subdomain: labels joined by '.', at most 253 characters (most object names). */
+export function checkDnsSubdomain(construct: string, prop: string, value: string): string {
+  if (value.length === 0 || value.length > 253 || !DNS_SUBDOMAIN.test(value)) {
+    invalidProp(
+      construct,
+      prop,
+      `is ${JSON.stringify(value)}, not a valid RFC 1123 subdomain`,
+      'Use at most 253 lower-case letters, digits, "-" or ".", starting and ending with a letter or digit.',
+    );
+  }
+  return value;
+}
+
+/** Checks a whole number of at least `min` (default 1). */
+export function checkInteger(construct: string, prop: string, value: number, min = 1): number {
+  if (!Number.isInteger(value) || value < min) {
+    invalidProp(construct, prop, `is ${value}`, `Use a whole number of at least ${min}.`);
+  }
+  return value;
+}
+
+/** Checks a finite number greater than zero. */
+export function checkPositive(construct: string, prop: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0) {
+    invalidProp(construct, prop, `is ${value}`, 'Use a number greater than 0.');
+  }
+  return value;
+}
+
+/** Checks `min <= max` for a pair of bounds. */
+export function checkRange(construct: string, minProp: string, min: number, maxProp: string, max: number): void {
+  if (min > max) {
+    invalidProp(construct, minProp, `(${min}) is greater than \`${maxProp}\` (${max})`, `Set \`${minProp}\` <= \`${maxProp}\`.`);
+  }
+}
+
+/** Checks a non-empty string without surrounding white space. */
+export function checkNonEmpty(construct: string, prop: string, value: string): string {
+  if (value.trim().length === 0 || value.trim() !== value) {
+    invalidProp(construct, prop, `is ${JSON.stringify(value)}`, 'Give a non-empty value without leading or trailing spaces.');
+  }
+  return value;
+}

@@ -1,0 +1,3 @@
+import { DEFAULT_WORKER_IMAGE } from './contract';
+
+console.log(DEFAULT_WORKER_IMAGE);
