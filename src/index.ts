@@ -1,2 +1,3 @@
 export * from './contract';
 export * from './validation';
+export * from './rabbitmq-metrics';
