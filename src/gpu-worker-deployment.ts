@@ -1,0 +1,815 @@
+import { posix } from 'path';
+import { ApiObject, Duration, JsonPatch, Names, Size } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-27';
+import { Construct } from 'constructs';
+import * as k8s from '../imports/k8s';
+import {
+  DEFAULT_WORKER_IMAGE,
+  EXECUTION_PROVIDERS,
+  ExecutionProviderChoice,
+  WORKER_DEFAULTS,
+  WorkerEnv,
+  WorkerHttp,
+} from './contract';
+import { checkDnsLabel, checkDnsSubdomain, checkInteger, checkNonEmpty, invalidProp } from './validation';
+
+const CONSTRUCT = 'GpuWorkerDeployment';
+
+/** Name of the worker container in the pod. */
+export const WORKER_CONTAINER_NAME = 'worker';
+
+/** The extended resource the NVIDIA device plugin advertises for a whole GPU. */
+export const NVIDIA_GPU_RESOURCE = 'nvidia.com/gpu';
+
+/** Value of the `app.kubernetes.io/component` label on worker pods. */
+export const GPU_WORKER_COMPONENT = 'gpu-worker';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+
+/** A pino log level the worker accepts in `LOG_LEVEL`. */
+export type WorkerLogLevel = (typeof LOG_LEVELS)[number];
+
+/** What a {@link ModelSource} adds to the pod: the volume mounted at the model directory, and maybe an init step. */
+export interface ModelSourceBinding {
+  /** The volume that holds the model file. */
+  readonly volume: kplus.Volume;
+
+  /** Whether the worker mounts the volume read-only. */
+  readonly readOnly: boolean;
+
+  /** Directory inside the volume to mount instead of its root. */
+  readonly subPath?: string;
+
+  /** An init container that fills the volume before the worker starts. */
+  readonly initContainer?: kplus.ContainerProps;
+}
+
+/** Options for {@link ModelSource.fromPersistentVolumeClaim}. */
+export interface PersistentVolumeClaimModelOptions {
+  /**
+   * Directory inside the claim to mount instead of its root.
+   * @default - the root of the claim
+   */
+  readonly subPath?: string;
+}
+
+/** Options for {@link ModelSource.fromInitContainer}. */
+export interface InitContainerModelOptions {
+  /** Image of the step that fetches the model, e.g. an S3 or GCS CLI image. */
+  readonly image: string;
+
+  /**
+   * Entrypoint of the step. It must write the model to the directory given to it in `MODEL_DIR`, under the file
+   * name of the worker's `modelPath`.
+   */
+  readonly command: string[];
+
+  /**
+   * Arguments of the step.
+   * @default - none
+   */
+  readonly args?: string[];
+
+  /**
+   * Extra environment of the step, e.g. bucket credentials from a Secret.
+   * @default - only `MODEL_DIR`
+   */
+  readonly envVariables?: Record<string, kplus.EnvValue>;
+
+  /**
+   * Space the downloaded model may use on the node's disk (emptyDir size limit).
+   * A pod exceeding it is evicted, so give room for the largest model version you expect.
+   * @default Size.gibibytes(20)
+   */
+  readonly size?: Size;
+
+  /**
+   * CPU and memory of the step.
+   * @default - 500m CPU and 512 MiB memory requested, the memory also as limit
+   */
+  readonly resources?: kplus.ContainerResources;
+}
+
+/**
+ * Where the worker's ONNX model comes from. The model directory (the directory of `modelPath`) is mounted from it.
+ */
+export abstract class ModelSource {
+  /**
+   * A PersistentVolumeClaim (for example a ReadOnlyMany volume that a job filled once), mounted read-only.
+   * Model loads then cost one volume read per pod and no download.
+   */
+  public static fromPersistentVolumeClaim(claimName: string, options: PersistentVolumeClaimModelOptions = {}): ModelSource {
+    return new PvcModelSource(claimName, options);
+  }
+
+  /**
+   * A directory on the node, mounted read-only: for nodes whose image bakes in the models.
+   *
+   * Caveat: hostPath volumes are forbidden by the Pod Security "baseline" and "restricted" profiles, so a namespace
+   * that enforces either rejects these pods. Use it only in namespaces labelled `privileged`.
+   */
+  public static fromHostPath(path: string): ModelSource {
+    return new HostPathModelSource(path);
+  }
+
+  /**
+   * An init container that fetches the model into an emptyDir before the worker starts. Every new pod downloads
+   * the model again, which lengthens scale-up by the download time: size `startupTimeout` for it.
+   */
+  public static fromInitContainer(options: InitContainerModelOptions): ModelSource {
+    return new InitContainerModelSource(options);
+  }
+
+  /** Creates the volume (and init container) for a worker whose model directory is `modelDir`. */
+  public abstract bind(scope: Construct, modelDir: string): ModelSourceBinding;
+}
+
+class PvcModelSource extends ModelSource {
+  constructor(private readonly claimName: string, private readonly options: PersistentVolumeClaimModelOptions) {
+    super();
+    checkDnsSubdomain(CONSTRUCT, 'model (claim name)', claimName);
+  }
+
+  public bind(scope: Construct, _modelDir: string): ModelSourceBinding {
+    const claim = kplus.PersistentVolumeClaim.fromClaimName(scope, 'ModelClaim', this.claimName);
+    const volume = kplus.Volume.fromPersistentVolumeClaim(scope, 'ModelVolume', claim, { name: 'model', readOnly: true });
+    return { volume, readOnly: true, subPath: this.options.subPath };
+  }
+}
+
+class HostPathModelSource extends ModelSource {
+  constructor(private readonly path: string) {
+    super();
+    if (!posix.isAbsolute(path)) {
+      invalidProp(CONSTRUCT, 'model (host path)', `is ${JSON.stringify(path)}, not an absolute path`, 'Give the absolute path of the directory on the node.');
+    }
+  }
+
+  public bind(scope: Construct, _modelDir: string): ModelSourceBinding {
+    const volume = kplus.Volume.fromHostPath(scope, 'ModelVolume', 'model', {
+      path: this.path,
+      type: kplus.HostPathVolumeType.DIRECTORY,
+    });
+    return { volume, readOnly: true };
+  }
+}
+
+class InitContainerModelSource extends ModelSource {
+  constructor(private readonly options: InitContainerModelOptions) {
+    super();
+    checkNonEmpty(CONSTRUCT, 'model.image', options.image);
+    if (options.command.length === 0) {
+      invalidProp(CONSTRUCT, 'model.command', 'is empty', 'Give the command that writes the model into $MODEL_DIR.');
+    }
+    if (options.size !== undefined && options.size.toKibibytes() <= 0) {
+      invalidProp(CONSTRUCT, 'model.size', 'is not positive', 'Give the disk space the model needs, e.g. Size.gibibytes(20).');
+    }
+  }
+
+  public bind(scope: Construct, modelDir: string): ModelSourceBinding {
+    const volume = kplus.Volume.fromEmptyDir(scope, 'ModelVolume', 'model', { sizeLimit: this.options.size ?? Size.gibibytes(20) });
+    const memory = Size.mebibytes(512);
+    const initContainer: kplus.ContainerProps = {
+      name: 'fetch-model',
+      image: this.options.image,
+      command: this.options.command,
+      args: this.options.args,
+      envVariables: { MODEL_DIR: kplus.EnvValue.fromValue(modelDir), ...this.options.envVariables },
+      volumeMounts: [{ path: modelDir, volume }],
+      resources: this.options.resources ?? {
+        cpu: { request: kplus.Cpu.millis(500) },
+        memory: { request: memory, limit: memory },
+      },
+      securityContext: restrictedContainerSecurity(),
+    };
+    return { volume, readOnly: true, initContainer };
+  }
+}
+
+/** A spread of the worker pods over a topology domain (zone, node). */
+export interface WorkerTopologySpread {
+  /**
+   * The node label that defines the domain.
+   * @example 'topology.kubernetes.io/zone'
+   */
+  readonly topologyKey: string;
+
+  /**
+   * Largest allowed difference in pod count between two domains.
+   * @default 1
+   */
+  readonly maxSkew?: number;
+
+  /**
+   * Whether a pod that would break the skew stays pending (`DoNotSchedule`) or is placed anyway (`ScheduleAnyway`).
+   * GPU capacity is often in one zone only, so the default never blocks a worker from starting.
+   * @default 'ScheduleAnyway'
+   */
+  readonly whenUnsatisfiable?: 'DoNotSchedule' | 'ScheduleAnyway';
+}
+
+/** Properties of a {@link GpuWorkerDeployment}. */
+export interface GpuWorkerDeploymentProps {
+  /**
+   * Name of the Deployment, its PodDisruptionBudget and the `app.kubernetes.io/name` label of its pods.
+   * An RFC 1123 label, because it also becomes a label value and the prefix of every pod name.
+   * @default - derived from the construct path, shortened with a hash to 63 characters
+   */
+  readonly name?: string;
+
+  /**
+   * The worker image.
+   * @default DEFAULT_WORKER_IMAGE (the image built from worker/Dockerfile)
+   */
+  readonly image?: string;
+
+  /**
+   * When the kubelet pulls the image. A pinned tag never changes, so pulling again only slows scale-up.
+   * @default kplus.ImagePullPolicy.IF_NOT_PRESENT
+   */
+  readonly imagePullPolicy?: kplus.ImagePullPolicy;
+
+  /**
+   * The Secret key that holds the AMQP URL with credentials (`amqp://user:pass@host:5672/vhost`). The URL is
+   * never written into the manifest; the worker reads it from `RABBITMQ_URL`.
+   */
+  readonly rabbitmqUrl: kplus.SecretValue;
+
+  /**
+   * Queue the workers consume `AIGenerationJobRequested` messages from.
+   * @default WORKER_DEFAULTS.jobQueue ('ai-generation-jobs')
+   */
+  readonly queue?: string;
+
+  /**
+   * Exchange the results are published to.
+   * @default WORKER_DEFAULTS.resultsExchange
+   */
+  readonly resultsExchange?: string;
+
+  /**
+   * Exchange rejected jobs are dead-lettered to.
+   * @default WORKER_DEFAULTS.deadLetterExchange
+   */
+  readonly deadLetterExchange?: string;
+
+  /**
+   * Queue bound to the dead-letter exchange.
+   * @default WORKER_DEFAULTS.deadLetterQueue
+   */
+  readonly deadLetterQueue?: string;
+
+  /**
+   * Deliveries of one job before the broker dead-letters it.
+   * @default WORKER_DEFAULTS.deliveryLimit (3)
+   */
+  readonly deliveryLimit?: number;
+
+  /**
+   * Largest number of jobs run as one inference call.
+   * @default WORKER_DEFAULTS.maxBatchSize (8)
+   */
+  readonly maxBatchSize?: number;
+
+  /**
+   * How long a partial batch waits for more jobs.
+   * @default Duration.millis(WORKER_DEFAULTS.maxBatchWaitMs) (5 ms)
+   */
+  readonly maxBatchWait?: Duration;
+
+  /**
+   * Unacknowledged jobs the broker may push to one worker. At least `maxBatchSize`, or batches never fill.
+   * Kept equal to it by default: jobs prefetched by one pod are invisible to the others, so a larger prefetch
+   * only makes a busy pod hoard work that an idle pod could start.
+   * @default - `maxBatchSize`
+   */
+  readonly prefetch?: number;
+
+  /**
+   * Largest accepted message body; larger jobs fail as oversize.
+   * @default Size.mebibytes(16)
+   */
+  readonly maxMessageSize?: Size;
+
+  /** Where the model comes from; mounted at the directory of `modelPath`. */
+  readonly model: ModelSource;
+
+  /**
+   * Path of the ONNX model file inside the container.
+   * @default WORKER_DEFAULTS.modelPath ('/models/model.onnx')
+   */
+  readonly modelPath?: string;
+
+  /**
+   * onnxruntime execution provider. `cuda` on GPU nodes, so that a pod whose GPU or CUDA libraries are missing
+   * fails at start-up instead of silently running on CPU a hundred times slower.
+   * @default 'cuda'
+   */
+  readonly executionProvider?: ExecutionProviderChoice;
+
+  /**
+   * Longest time one job (or one batch) takes from receipt to acknowledgement. The pod's termination grace period
+   * is derived from it, so that a scale-down lets the running job finish instead of killing it.
+   */
+  readonly maxJobDuration: Duration;
+
+  /**
+   * Time added to `maxJobDuration` for the worker to publish the last result, ack it and close its connection.
+   * `terminationGracePeriodSeconds` = `maxJobDuration` + `shutdownMargin`; the worker's own deadline
+   * (`SHUTDOWN_TIMEOUT_MS`) is `maxJobDuration`, so it gives up before the kubelet kills it.
+   * @default Duration.seconds(30)
+   */
+  readonly shutdownMargin?: Duration;
+
+  /**
+   * How long a new pod may take to load its model and connect before it is restarted: the startup probe's window.
+   * Model load includes reading a multi-gigabyte file and initialising CUDA; with `ModelSource.fromInitContainer`
+   * the download happens before this window starts.
+   * @default Duration.minutes(10)
+   */
+  readonly startupTimeout?: Duration;
+
+  /**
+   * GPUs per pod. Whole numbers only: extended resources cannot be shared fractionally; use a MIG or
+   * time-slicing resource name for a share of a GPU.
+   * @default 1
+   */
+  readonly gpuCount?: number;
+
+  /**
+   * The extended resource requested, e.g. `nvidia.com/mig-1g.5gb` for a MIG profile.
+   * @default NVIDIA_GPU_RESOURCE ('nvidia.com/gpu')
+   */
+  readonly gpuResourceName?: string;
+
+  /**
+   * Node labels the pods require (node affinity), e.g. `{ 'nvidia.com/gpu.product': 'NVIDIA-A10G' }`.
+   * Not set by default: the GPU request already limits the pods to nodes that advertise the resource, and a
+   * required label that a scaled-to-zero node group does not declare stops the cluster autoscaler from ever
+   * adding a node for them.
+   * @default - none
+   */
+  readonly gpuNodeSelector?: Record<string, string>;
+
+  /**
+   * Tolerate the `nvidia.com/gpu` NoSchedule taint that GPU node groups carry to keep other pods off.
+   * @default true
+   */
+  readonly tolerateGpuTaint?: boolean;
+
+  /**
+   * RuntimeClass of the pods, e.g. `nvidia` where the NVIDIA container runtime is not the node default.
+   * @see https://kubernetes.io/docs/concepts/containers/runtime-class/
+   * @default - the node's default runtime
+   */
+  readonly runtimeClassName?: string;
+
+  /**
+   * PriorityClass of the pods.
+   * @see https://kubernetes.io/docs/concepts/scheduling-eviction/pod-priority-preemption/
+   * @default - the cluster default
+   */
+  readonly priorityClassName?: string;
+
+  /**
+   * Topology spread constraints of the pods.
+   * @see https://kubernetes.io/docs/concepts/scheduling-eviction/topology-spread-constraints/
+   * @default - none
+   */
+  readonly topologySpread?: WorkerTopologySpread[];
+
+  /**
+   * Size of `/dev/shm`, a memory-backed emptyDir. Counts against the memory limit.
+   * @default Size.gibibytes(1)
+   */
+  readonly sharedMemorySize?: Size;
+
+  /**
+   * Size of the writable `/tmp` (the root filesystem is read-only).
+   * @default Size.gibibytes(1)
+   */
+  readonly tmpSize?: Size;
+
+  /**
+   * CPU requested per pod, for decoding inputs and encoding results. No CPU limit is set: a throttled worker
+   * leaves its GPU idle.
+   * @default kplus.Cpu.units(2)
+   */
+  readonly cpuRequest?: kplus.Cpu;
+
+  /**
+   * Memory requested per pod; also its limit, so the pod is never the first evicted under memory pressure.
+   * @default Size.gibibytes(8)
+   */
+  readonly memory?: Size;
+
+  /**
+   * User and group the container runs as (non-root).
+   * @default 10001
+   */
+  readonly runAsUser?: number;
+
+  /**
+   * pino log level of the worker.
+   * @default 'info'
+   */
+  readonly logLevel?: WorkerLogLevel;
+
+  /**
+   * A fixed number of pods, for a deployment that no autoscaler manages. Leave it unset when an autoscaler
+   * (`QueueScaledHpa`, KEDA) targets this deployment: giving both is an error.
+   * @default - none when autoscaled; 2 otherwise (cdk8s-plus default), so one eviction never stops processing
+   */
+  readonly replicas?: number;
+
+  /**
+   * Largest number of pods a voluntary disruption (node drain, cluster autoscaler scale-down) may take at once.
+   * An absolute number rather than `minAvailable`, so that a single-replica deployment can still be drained.
+   * @default 1
+   */
+  readonly maxUnavailable?: number;
+
+  /**
+   * Pod-level ServiceAccount.
+   * @default - the namespace's default ServiceAccount, with no API token mounted
+   */
+  readonly serviceAccount?: kplus.IServiceAccount;
+}
+
+/**
+ * GPU inference workers that consume a RabbitMQ queue: a Deployment (cdk8s-plus) with a GPU limit, the worker's
+ * environment contract, probes, a grace period sized for the longest job, the Pod Security "restricted" profile,
+ * and a PodDisruptionBudget.
+ *
+ * It is a scaling target ({@link kplus.IScalable}): an autoscaler calls `markHasAutoscaler()`, after which the
+ * Deployment carries no `spec.replicas`.
+ */
+export class GpuWorkerDeployment extends Construct implements kplus.IScalable {
+  /** The cdk8s-plus Deployment underneath. */
+  public readonly deployment: kplus.Deployment;
+
+  /** The worker container. */
+  public readonly container: kplus.Container;
+
+  /** The PodDisruptionBudget of the worker pods. */
+  public readonly podDisruptionBudget: k8s.KubePodDisruptionBudget;
+
+  /** Name of the Deployment (and of the PodDisruptionBudget). */
+  public readonly name: string;
+
+  /** Namespace of the Deployment: the chart's namespace, undefined when the chart sets none. */
+  public readonly namespace?: string;
+
+  /** Labels every worker pod carries, and the Deployment's selector. PodMonitors select the pods by them. */
+  public readonly podSelectorLabels: Record<string, string>;
+
+  /** Queue the workers consume. */
+  public readonly queue: string;
+
+  /** Queue that rejected jobs are dead-lettered to. */
+  public readonly deadLetterQueue: string;
+
+  /** Longest job, as given. */
+  public readonly maxJobDuration: Duration;
+
+  /** The pods' termination grace period: `maxJobDuration` + `shutdownMargin`. */
+  public readonly terminationGracePeriod: Duration;
+
+  /** The extended resource requested per pod, and how many. */
+  public readonly gpu: { readonly resourceName: string; readonly count: number };
+
+  private readonly fixedReplicas?: number;
+
+  constructor(scope: Construct, id: string, props: GpuWorkerDeploymentProps) {
+    super(scope, id);
+
+    // Validate the props and resolve defaults, all in one place.
+    this.name = checkDnsLabel(CONSTRUCT, 'name', props.name ?? Names.toDnsLabel(this));
+    this.queue = checkQueueName('queue', props.queue ?? WORKER_DEFAULTS.jobQueue);
+    this.deadLetterQueue = checkQueueName('deadLetterQueue', props.deadLetterQueue ?? WORKER_DEFAULTS.deadLetterQueue);
+    const resultsExchange = checkQueueName('resultsExchange', props.resultsExchange ?? WORKER_DEFAULTS.resultsExchange);
+    const deadLetterExchange = checkQueueName('deadLetterExchange', props.deadLetterExchange ?? WORKER_DEFAULTS.deadLetterExchange);
+    const deliveryLimit = checkInteger(CONSTRUCT, 'deliveryLimit', props.deliveryLimit ?? WORKER_DEFAULTS.deliveryLimit);
+    const maxBatchSize = checkInteger(CONSTRUCT, 'maxBatchSize', props.maxBatchSize ?? WORKER_DEFAULTS.maxBatchSize);
+    const prefetch = checkInteger(CONSTRUCT, 'prefetch', props.prefetch ?? maxBatchSize);
+    if (prefetch < maxBatchSize) {
+      invalidProp(CONSTRUCT, 'prefetch', `(${prefetch}) is less than \`maxBatchSize\` (${maxBatchSize}), so batches never fill`,
+        'Set `prefetch` >= `maxBatchSize`, or lower `maxBatchSize`.');
+    }
+    const maxBatchWaitMs = checkDurationMs('maxBatchWait', props.maxBatchWait ?? Duration.millis(WORKER_DEFAULTS.maxBatchWaitMs), 0);
+    const maxMessageBytes = checkSizeBytes('maxMessageSize', props.maxMessageSize ?? Size.kibibytes(WORKER_DEFAULTS.maxMessageBytes / 1024));
+    const modelPath = checkModelPath(props.modelPath ?? WORKER_DEFAULTS.modelPath);
+    const executionProvider = props.executionProvider ?? 'cuda';
+    if (!EXECUTION_PROVIDERS.includes(executionProvider)) {
+      invalidProp(CONSTRUCT, 'executionProvider', `is ${JSON.stringify(executionProvider)}`, `Use one of ${EXECUTION_PROVIDERS.join(', ')}.`);
+    }
+    const logLevel = props.logLevel ?? 'info';
+    if (!LOG_LEVELS.includes(logLevel)) {
+      invalidProp(CONSTRUCT, 'logLevel', `is ${JSON.stringify(logLevel)}`, `Use one of ${LOG_LEVELS.join(', ')}.`);
+    }
+
+    this.maxJobDuration = props.maxJobDuration;
+    const maxJobMs = checkDurationMs('maxJobDuration', props.maxJobDuration, 1);
+    const marginMs = checkDurationMs('shutdownMargin', props.shutdownMargin ?? Duration.seconds(30), 1);
+    this.terminationGracePeriod = Duration.seconds(Math.ceil((maxJobMs + marginMs) / 1000));
+    const startupMs = checkDurationMs('startupTimeout', props.startupTimeout ?? Duration.minutes(10), 10_000);
+
+    this.gpu = {
+      resourceName: checkExtendedResourceName(props.gpuResourceName ?? NVIDIA_GPU_RESOURCE),
+      count: checkInteger(CONSTRUCT, 'gpuCount', props.gpuCount ?? 1),
+    };
+    const memory = props.memory ?? Size.gibibytes(8);
+    const memoryBytes = checkSizeBytes('memory', memory);
+    const sharedMemory = props.sharedMemorySize ?? Size.gibibytes(1);
+    if (checkSizeBytes('sharedMemorySize', sharedMemory) >= memoryBytes) {
+      invalidProp(CONSTRUCT, 'sharedMemorySize', 'is not smaller than `memory`; /dev/shm is charged to the memory limit',
+        'Raise `memory` or lower `sharedMemorySize`.');
+    }
+    const tmpSize = props.tmpSize ?? Size.gibibytes(1);
+    checkSizeBytes('tmpSize', tmpSize);
+    checkSecretKey(props.rabbitmqUrl);
+    if (props.runtimeClassName !== undefined) checkDnsSubdomain(CONSTRUCT, 'runtimeClassName', props.runtimeClassName);
+    if (props.priorityClassName !== undefined) checkDnsSubdomain(CONSTRUCT, 'priorityClassName', props.priorityClassName);
+    Object.entries(props.gpuNodeSelector ?? {}).forEach(([key, value]) => checkNodeLabel(key, value));
+    const runAsUser = checkInteger(CONSTRUCT, 'runAsUser', props.runAsUser ?? 10001);
+    if (props.replicas !== undefined) this.fixedReplicas = checkInteger(CONSTRUCT, 'replicas', props.replicas, 0);
+    const maxUnavailable = checkInteger(CONSTRUCT, 'maxUnavailable', props.maxUnavailable ?? 1);
+    const spreads = (props.topologySpread ?? []).map((s, i) => checkSpread(s, i));
+
+    // The pods: labels chosen here rather than cdk8s-plus's generated one, so that monitors can select them by name.
+    this.podSelectorLabels = { 'app.kubernetes.io/name': this.name, 'app.kubernetes.io/component': GPU_WORKER_COMPONENT };
+    const modelDir = posix.dirname(modelPath);
+    const model = props.model.bind(this, modelDir);
+    const tmp = kplus.Volume.fromEmptyDir(this, 'TmpVolume', 'tmp', { sizeLimit: tmpSize });
+    const shm = kplus.Volume.fromEmptyDir(this, 'ShmVolume', 'dshm', { medium: kplus.EmptyDirMedium.MEMORY, sizeLimit: sharedMemory });
+
+    this.deployment = new kplus.Deployment(this, 'Deployment', {
+      metadata: { name: this.name, labels: this.podSelectorLabels },
+      select: false,
+      replicas: this.fixedReplicas,
+      terminationGracePeriod: this.terminationGracePeriod,
+      // A rollout is only stuck once new pods had their whole start-up window.
+      progressDeadline: Duration.seconds(Math.max(600, Math.ceil(startupMs / 1000) + 300)),
+      securityContext: {
+        ensureNonRoot: true,
+        user: runAsUser,
+        group: runAsUser,
+        fsGroup: runAsUser,
+        // A model volume holds few, large files; a recursive chown on every mount would only slow start-up.
+        fsGroupChangePolicy: kplus.FsGroupChangePolicy.ON_ROOT_MISMATCH,
+      },
+      serviceAccount: props.serviceAccount,
+      automountServiceAccountToken: false,
+      initContainers: model.initContainer ? [model.initContainer] : undefined,
+    });
+    this.deployment.select(kplus.LabelSelector.of({ labels: this.podSelectorLabels }));
+    Object.entries(this.podSelectorLabels).forEach(([key, value]) => this.deployment.podMetadata.addLabel(key, value));
+
+    // The worker container and its part of the contract.
+    const env: Record<string, kplus.EnvValue> = {
+      [WorkerEnv.RABBITMQ_URL]: kplus.EnvValue.fromSecretValue(props.rabbitmqUrl),
+      [WorkerEnv.JOB_QUEUE]: kplus.EnvValue.fromValue(this.queue),
+      [WorkerEnv.RESULTS_EXCHANGE]: kplus.EnvValue.fromValue(resultsExchange),
+      [WorkerEnv.DEAD_LETTER_EXCHANGE]: kplus.EnvValue.fromValue(deadLetterExchange),
+      [WorkerEnv.DEAD_LETTER_QUEUE]: kplus.EnvValue.fromValue(this.deadLetterQueue),
+      [WorkerEnv.DELIVERY_LIMIT]: kplus.EnvValue.fromValue(String(deliveryLimit)),
+      [WorkerEnv.PREFETCH]: kplus.EnvValue.fromValue(String(prefetch)),
+      [WorkerEnv.MAX_BATCH_SIZE]: kplus.EnvValue.fromValue(String(maxBatchSize)),
+      [WorkerEnv.MAX_BATCH_WAIT_MS]: kplus.EnvValue.fromValue(String(maxBatchWaitMs)),
+      [WorkerEnv.MAX_MESSAGE_BYTES]: kplus.EnvValue.fromValue(String(maxMessageBytes)),
+      [WorkerEnv.MODEL_PATH]: kplus.EnvValue.fromValue(modelPath),
+      [WorkerEnv.EXECUTION_PROVIDER]: kplus.EnvValue.fromValue(executionProvider),
+      [WorkerEnv.HTTP_PORT]: kplus.EnvValue.fromValue(String(WorkerHttp.port)),
+      [WorkerEnv.SHUTDOWN_TIMEOUT_MS]: kplus.EnvValue.fromValue(String(maxJobMs)),
+      [WorkerEnv.WORKER_ID]: kplus.EnvValue.fromFieldRef(kplus.EnvFieldPaths.POD_NAME),
+      [WorkerEnv.LOG_LEVEL]: kplus.EnvValue.fromValue(logLevel),
+    };
+    const probePeriod = Duration.seconds(10);
+    this.container = this.deployment.addContainer({
+      name: WORKER_CONTAINER_NAME,
+      image: props.image ?? DEFAULT_WORKER_IMAGE,
+      imagePullPolicy: props.imagePullPolicy ?? kplus.ImagePullPolicy.IF_NOT_PRESENT,
+      ports: [{ number: WorkerHttp.port, name: WorkerHttp.portName, protocol: kplus.Protocol.TCP }],
+      envVariables: env,
+      resources: {
+        cpu: { request: props.cpuRequest ?? kplus.Cpu.units(2) },
+        memory: { request: memory, limit: memory },
+      },
+      securityContext: { ...restrictedContainerSecurity(), user: runAsUser, group: runAsUser },
+      // Startup and readiness both wait for the model and the broker; liveness only asks whether the process answers.
+      startup: kplus.Probe.fromHttpGet(WorkerHttp.readyPath, {
+        port: WorkerHttp.port,
+        periodSeconds: probePeriod,
+        failureThreshold: Math.ceil(startupMs / probePeriod.toMilliseconds()),
+        timeoutSeconds: Duration.seconds(5),
+      }),
+      readiness: kplus.Probe.fromHttpGet(WorkerHttp.readyPath, {
+        port: WorkerHttp.port,
+        periodSeconds: probePeriod,
+        failureThreshold: 3,
+        timeoutSeconds: Duration.seconds(5),
+      }),
+      liveness: kplus.Probe.fromHttpGet(WorkerHttp.healthPath, {
+        port: WorkerHttp.port,
+        periodSeconds: probePeriod,
+        failureThreshold: 3,
+        timeoutSeconds: Duration.seconds(5),
+      }),
+    });
+    this.container.mount(modelDir, model.volume, { readOnly: model.readOnly, subPath: model.subPath });
+    this.container.mount('/tmp', tmp);
+    this.container.mount('/dev/shm', shm);
+
+    // GPU placement: the toleration through cdk8s-plus, the node labels as required node affinity.
+    if (props.tolerateGpuTaint ?? true) {
+      this.deployment.scheduling.tolerate(kplus.Node.tainted(
+        kplus.NodeTaintQuery.exists(NVIDIA_GPU_RESOURCE, { effect: kplus.TaintEffect.NO_SCHEDULE }),
+      ));
+    }
+    const nodeQueries = Object.entries(props.gpuNodeSelector ?? {}).map(([key, value]) => kplus.NodeLabelQuery.is(key, value));
+    if (nodeQueries.length > 0) this.deployment.scheduling.attract(kplus.Node.labeled(...nodeQueries));
+
+    // What cdk8s-plus 27 cannot express: extended resources, seccomp, runtime and priority class, topology spread.
+    this.patchPodSpec({
+      gpuResource: this.gpu.resourceName,
+      gpuCount: this.gpu.count,
+      runtimeClassName: props.runtimeClassName,
+      priorityClassName: props.priorityClassName,
+      spreads,
+    });
+
+    // Voluntary disruptions take at most `maxUnavailable` pods; crash-looping pods never block a node drain.
+    this.podDisruptionBudget = new k8s.KubePodDisruptionBudget(this, 'Budget', {
+      metadata: { name: this.name, labels: this.podSelectorLabels },
+      spec: {
+        maxUnavailable: k8s.IntOrString.fromNumber(maxUnavailable),
+        selector: { matchLabels: this.podSelectorLabels },
+        unhealthyPodEvictionPolicy: 'AlwaysAllow',
+      },
+    });
+
+    this.namespace = ApiObject.of(this.deployment).metadata.namespace;
+
+    // A fixed replica count on an autoscaling target is caught here too if the autoscaler marked the inner Deployment.
+    this.node.addValidation({
+      validate: () => (this.deployment.hasAutoscaler && this.fixedReplicas !== undefined
+        ? [fixedReplicasMessage(this.fixedReplicas)] : []),
+    });
+  }
+
+  /** Whether an autoscaler targets this deployment. */
+  public get hasAutoscaler(): boolean {
+    return this.deployment.hasAutoscaler;
+  }
+
+  /**
+   * Called by an autoscaler (HPA, KEDA) that targets this deployment: the Deployment then omits `spec.replicas`,
+   * so the autoscaler and a GitOps sync never fight over it. Throws if `replicas` was fixed.
+   */
+  public markHasAutoscaler(): void {
+    if (this.fixedReplicas !== undefined) {
+      throw new Error(fixedReplicasMessage(this.fixedReplicas));
+    }
+    this.deployment.markHasAutoscaler();
+  }
+
+  /** The `scaleTargetRef` of an autoscaler: kind, apiVersion and name of the Deployment. */
+  public toScalingTarget(): kplus.ScalingTarget {
+    return {
+      kind: 'Deployment',
+      apiVersion: 'apps/v1',
+      name: this.name,
+      containers: this.deployment.containers,
+      replicas: this.fixedReplicas,
+    };
+  }
+
+  /** Adds the pod spec fields cdk8s-plus has no API for, as JSON patches on the Deployment. */
+  private patchPodSpec(options: {
+    gpuResource: string;
+    gpuCount: number;
+    runtimeClassName?: string;
+    priorityClassName?: string;
+    spreads: k8s.TopologySpreadConstraint[];
+  }): void {
+    const api = ApiObject.of(this.deployment);
+    const pod = '/spec/template/spec';
+    const resource = options.gpuResource.replace(/~/g, '~0').replace(/\//g, '~1');
+    // Extended resources cannot be overcommitted: request and limit must be equal.
+    api.addJsonPatch(
+      JsonPatch.add(`${pod}/containers/0/resources/limits/${resource}`, options.gpuCount),
+      JsonPatch.add(`${pod}/containers/0/resources/requests/${resource}`, options.gpuCount),
+      JsonPatch.add(`${pod}/securityContext/seccompProfile`, { type: 'RuntimeDefault' }),
+    );
+    if (options.runtimeClassName) api.addJsonPatch(JsonPatch.add(`${pod}/runtimeClassName`, options.runtimeClassName));
+    if (options.priorityClassName) api.addJsonPatch(JsonPatch.add(`${pod}/priorityClassName`, options.priorityClassName));
+    if (options.spreads.length > 0) {
+      const constraints = options.spreads.map((s) => ({
+        ...k8s.toJson_TopologySpreadConstraint(s),
+        labelSelector: { matchLabels: this.podSelectorLabels },
+      }));
+      api.addJsonPatch(JsonPatch.add(`${pod}/topologySpreadConstraints`, constraints));
+    }
+  }
+}
+
+/** The container security context of the Pod Security "restricted" profile, with a read-only root filesystem. */
+function restrictedContainerSecurity(): kplus.ContainerSecurityContextProps {
+  return {
+    ensureNonRoot: true,
+    privileged: false,
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    // cdk8s-plus's Capability enum lists single capabilities only; "ALL" is what the API and the profile expect.
+    capabilities: { drop: ['ALL' as kplus.Capability] },
+  };
+}
+
+function fixedReplicasMessage(replicas: number): string {
+  return `${CONSTRUCT}: \`replicas\` is fixed at ${replicas}, but an autoscaler targets this deployment. `
+    + 'Remove `replicas`: the autoscaler owns the replica count, and a fixed one would be reset on every sync.';
+}
+
+function checkQueueName(prop: string, value: string): string {
+  checkNonEmpty(CONSTRUCT, prop, value);
+  if (Buffer.byteLength(value) > 255) {
+    invalidProp(CONSTRUCT, prop, 'is longer than 255 bytes, the AMQP limit', 'Use a shorter name.');
+  }
+  if (value.startsWith('amq.')) {
+    invalidProp(CONSTRUCT, prop, `is ${JSON.stringify(value)}; names starting with "amq." are reserved by the broker`, 'Choose another name.');
+  }
+  return value;
+}
+
+function checkDurationMs(prop: string, value: Duration, minMs: number): number {
+  const ms = value.toMilliseconds();
+  if (!Number.isFinite(ms) || ms < minMs) {
+    const fix = minMs === 0 ? 'Use a duration of 0 or more.' : `Use a duration of at least ${minMs} ms.`;
+    invalidProp(CONSTRUCT, prop, `is ${ms} ms`, minMs === 1 ? 'Use a positive duration.' : fix);
+  }
+  return ms;
+}
+
+function checkSizeBytes(prop: string, value: Size): number {
+  const bytes = value.toKibibytes() * 1024;
+  if (!Number.isFinite(bytes) || bytes <= 0) {
+    invalidProp(CONSTRUCT, prop, 'is not a positive size', 'Give a size greater than zero, e.g. Size.gibibytes(1).');
+  }
+  return bytes;
+}
+
+function checkModelPath(value: string): string {
+  const dir = posix.dirname(value);
+  if (!posix.isAbsolute(value) || value.endsWith('/') || dir === '/' || ['/tmp', '/dev', '/dev/shm'].includes(dir)) {
+    invalidProp(CONSTRUCT, 'modelPath', `is ${JSON.stringify(value)}`,
+      'Give an absolute file path in a directory of its own, e.g. /models/model.onnx; that directory is mounted from `model`.');
+  }
+  return value;
+}
+
+const QUALIFIED_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/;
+
+function checkExtendedResourceName(value: string): string {
+  const [prefix, name, extra] = value.split('/');
+  const valid = extra === undefined && name !== undefined && name.length <= 63 && QUALIFIED_NAME.test(name)
+    && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(prefix)
+    && !prefix.endsWith('kubernetes.io') && prefix !== 'requests';
+  if (!valid) {
+    invalidProp(CONSTRUCT, 'gpuResourceName', `is ${JSON.stringify(value)}, not an extended resource name`,
+      'Use `<vendor domain>/<name>` outside kubernetes.io, e.g. nvidia.com/gpu or nvidia.com/mig-1g.5gb.');
+  }
+  return value;
+}
+
+function checkNodeLabel(key: string, value: string): void {
+  const parts = key.split('/');
+  const name = parts[parts.length - 1];
+  const prefixOk = parts.length === 1 || (parts.length === 2 && /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(parts[0]));
+  if (!prefixOk || name.length > 63 || !QUALIFIED_NAME.test(name)) {
+    invalidProp(CONSTRUCT, `gpuNodeSelector[${JSON.stringify(key)}]`, 'is not a valid label key', 'Use `[prefix/]name` with a name of at most 63 characters.');
+  }
+  if (value.length > 63 || !LABEL_VALUE.test(value)) {
+    invalidProp(CONSTRUCT, `gpuNodeSelector[${JSON.stringify(key)}]`, `has value ${JSON.stringify(value)}, not a valid label value`,
+      'Use at most 63 letters, digits, "-", "_" or ".", starting and ending with a letter or digit.');
+  }
+}
+
+function checkSecretKey(ref: kplus.SecretValue): void {
+  checkDnsSubdomain(CONSTRUCT, 'rabbitmqUrl.secret', ref.secret.name);
+  if (!/^[-._a-zA-Z0-9]+$/.test(ref.key) || ref.key.length > 253) {
+    invalidProp(CONSTRUCT, 'rabbitmqUrl.key', `is ${JSON.stringify(ref.key)}, not a valid Secret key`,
+      'Use the key of the Secret entry that holds the URL: letters, digits, "-", "_" or ".".');
+  }
+}
+
+function checkSpread(spread: WorkerTopologySpread, index: number): k8s.TopologySpreadConstraint {
+  checkNonEmpty(CONSTRUCT, `topologySpread[${index}].topologyKey`, spread.topologyKey);
+  return {
+    topologyKey: spread.topologyKey,
+    maxSkew: checkInteger(CONSTRUCT, `topologySpread[${index}].maxSkew`, spread.maxSkew ?? 1),
+    whenUnsatisfiable: spread.whenUnsatisfiable ?? 'ScheduleAnyway',
+    // Count only the pods of the current ReplicaSet, so a rolling update does not skew the spread.
+    matchLabelKeys: ['pod-template-hash'],
+  };
+}
