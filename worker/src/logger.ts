@@ -20,7 +20,7 @@ export function createLogger(options: { level: LogLevel; workerId: string }, des
       formatters: { level: (label) => ({ level: label }) },
       timestamp: pino.stdTimeFunctions.isoTime,
       // A broker URL in a logged object would leak the password.
-      redact: { paths: ['rabbitmqUrl', '*.rabbitmqUrl', 'url'], censor: '***' },
+      redact: { paths: ['rabbitmqUrl', '*.rabbitmqUrl'], censor: '***' },
     },
     destination ?? pino.destination({ sync: true }),
   );
