@@ -1,0 +1,596 @@
+/**
+ * `QueueScaledHpa`: an autoscaling/v2 HorizontalPodAutoscaler that sizes a worker Deployment by the backlog
+ * of one RabbitMQ queue, read through prometheus-adapter; and the scaling intent it shares with the KEDA
+ * backend (`KedaQueueScaler`).
+ */
+import { createHash } from 'crypto';
+import { ApiObject, Chart, Duration } from 'cdk8s';
+import { IScalable } from 'cdk8s-plus-27';
+import { Construct, IConstruct } from 'constructs';
+import * as k8s from '../imports/k8s';
+import { WORKER_DEFAULTS } from './contract';
+import { GpuUtilizationSource } from './gpu-metrics';
+import {
+  AdapterCustomRule,
+  AdapterExternalRule,
+  PrometheusAdapterRules,
+  renderExternalMetricsQuery,
+} from './prometheus-adapter-rules';
+import {
+  BacklogMeasure,
+  backlogSeries,
+  promqlString,
+  queueBacklogQuery,
+  RabbitmqQueueLabels,
+} from './rabbitmq-metrics';
+import { checkDnsSubdomain, checkInteger, checkNonEmpty, checkPositive, checkRange, invalidProp } from './validation';
+
+// ---------------------------------------------------------------------------------------------------------
+// Behavior: how fast the replica count may move.
+// ---------------------------------------------------------------------------------------------------------
+
+/** How a scaling policy counts the change it allows. */
+export enum ScalingPolicyType {
+  /** A number of pods per period. */
+  PODS = 'Pods',
+  /** A percentage of the current replicas per period. */
+  PERCENT = 'Percent',
+}
+
+/** Which policy wins when several allow different changes. */
+export enum ScalingPolicySelect {
+  /** The policy that allows the largest change. */
+  MAX = 'Max',
+  /** The policy that allows the smallest change. */
+  MIN = 'Min',
+  /** No scaling in this direction at all. */
+  DISABLED = 'Disabled',
+}
+
+/**
+ * The largest change the autoscaler may make within one period.
+ *
+ * @see https://kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale/#scaling-policies
+ */
+export interface ScalingPolicy {
+  /** Pods or percent. */
+  readonly type: ScalingPolicyType;
+
+  /** How many pods, or what percentage, per period. A whole number above 0. */
+  readonly value: number;
+
+  /** The window the change is counted over; between 1 second and 30 minutes. */
+  readonly period: Duration;
+}
+
+/**
+ * Limits of one scaling direction. Every field left out takes this library's default for that direction.
+ *
+ * @see https://kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale/#configurable-scaling-behavior
+ */
+export interface ScalingRules {
+  /**
+   * The autoscaler acts on the most conservative recommendation of this window (the highest when scaling
+   * down, the lowest when scaling up). Between 0 and 1 hour.
+   *
+   * @default - scale-up: 0 seconds; scale-down: 10 minutes
+   */
+  readonly stabilizationWindow?: Duration;
+
+  /**
+   * The policies that limit each step.
+   *
+   * @default - scale-up: 100 percent or 4 pods per 30 seconds, whichever is more;
+   * scale-down: 25 percent per 2 minutes
+   */
+  readonly policies?: ScalingPolicy[];
+
+  /**
+   * Which policy applies when several do.
+   *
+   * @default ScalingPolicySelect.MAX
+   */
+  readonly selectPolicy?: ScalingPolicySelect;
+}
+
+/**
+ * Scale-up default: react at once and allow doubling (or +4 pods) every 30 seconds. Jobs pile up quickly,
+ * and a new GPU worker takes minutes (node provisioning, image pull, model load) before it takes work, so
+ * waiting before asking for capacity only adds to that delay. The backlog per replica already says how
+ * many workers are needed, so a fast step does not overshoot the way a utilization metric would.
+ */
+export const DEFAULT_SCALE_UP: Required<ScalingRules> = {
+  stabilizationWindow: Duration.seconds(0),
+  policies: [
+    { type: ScalingPolicyType.PERCENT, value: 100, period: Duration.seconds(30) },
+    { type: ScalingPolicyType.PODS, value: 4, period: Duration.seconds(30) },
+  ],
+  selectPolicy: ScalingPolicySelect.MAX,
+};
+
+/**
+ * Scale-down default: act on the highest recommendation of the last 10 minutes, then remove at most a
+ * quarter of the workers every 2 minutes. GPU capacity is slow to get back, so short lulls between bursts
+ * should not cost it; a drained queue still releases the GPUs within about 20 minutes.
+ */
+export const DEFAULT_SCALE_DOWN: Required<ScalingRules> = {
+  stabilizationWindow: Duration.minutes(10),
+  policies: [{ type: ScalingPolicyType.PERCENT, value: 25, period: Duration.minutes(2) }],
+  selectPolicy: ScalingPolicySelect.MAX,
+};
+
+/** A `behavior` direction in the Kubernetes API's own shape; also what KEDA's horizontalPodAutoscalerConfig takes. */
+export interface HpaScalingRulesJson {
+  readonly stabilizationWindowSeconds: number;
+  readonly selectPolicy: string;
+  readonly policies: { type: string; value: number; periodSeconds: number }[];
+}
+
+/** The behavior of an autoscaler, with every default filled in and every value checked. */
+export function resolveBehavior(
+  construct: string,
+  scaleUp: ScalingRules = {},
+  scaleDown: ScalingRules = {},
+): { scaleUp: HpaScalingRulesJson; scaleDown: HpaScalingRulesJson } {
+  return {
+    scaleUp: resolveDirection(construct, 'scaleUp', scaleUp, DEFAULT_SCALE_UP),
+    scaleDown: resolveDirection(construct, 'scaleDown', scaleDown, DEFAULT_SCALE_DOWN),
+  };
+}
+
+function resolveDirection(construct: string, prop: string, rules: ScalingRules, defaults: Required<ScalingRules>): HpaScalingRulesJson {
+  const window = wholeSeconds(construct, `${prop}.stabilizationWindow`, rules.stabilizationWindow ?? defaults.stabilizationWindow);
+  if (window > 3600) {
+    invalidProp(construct, `${prop}.stabilizationWindow`, `is ${window} seconds`, 'Use at most 1 hour (3600 seconds).');
+  }
+
+  const policies = rules.policies ?? defaults.policies;
+  if (policies.length === 0) {
+    invalidProp(construct, `${prop}.policies`, 'is empty', `Give at least one policy, or set \`${prop}.selectPolicy\` to Disabled.`);
+  }
+
+  return {
+    stabilizationWindowSeconds: window,
+    selectPolicy: rules.selectPolicy ?? defaults.selectPolicy,
+    policies: policies.map((policy, i) => {
+      const where = `${prop}.policies[${i}]`;
+      checkInteger(construct, `${where}.value`, policy.value, 1);
+      const period = wholeSeconds(construct, `${where}.period`, policy.period);
+      if (period < 1 || period > 1800) {
+        invalidProp(construct, `${where}.period`, `is ${period} seconds`, 'Use between 1 second and 30 minutes (1800 seconds).');
+      }
+      return { type: policy.type, value: policy.value, periodSeconds: period };
+    }),
+  };
+}
+
+/** A Duration as whole seconds; a fraction of a second is an error, not a silent rounding. */
+export function wholeSeconds(construct: string, prop: string, duration: Duration): number {
+  const ms = duration.toMilliseconds();
+  if (!Number.isFinite(ms) || ms < 0 || ms % 1000 !== 0) {
+    invalidProp(construct, prop, `is ${duration.toHumanString()}`, 'Use a whole, non-negative number of seconds.');
+  }
+  return ms / 1000;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The scaling intent shared by both backends.
+// ---------------------------------------------------------------------------------------------------------
+
+/** Per-pod GPU utilization as a second scaling signal: the autoscaler takes the larger of both proposals. */
+export interface GpuUtilizationMetric {
+  /** Where the series comes from, e.g. `DcgmExporter.gpuUtilization` or `DCGM_GPU_UTILIZATION`. */
+  readonly source: GpuUtilizationSource;
+
+  /**
+   * Average GPU utilization per pod to aim for, in percent (1–100).
+   *
+   * @default 80
+   */
+  readonly targetPercent?: number;
+}
+
+/** Default average GPU utilization per pod, percent: busy, with headroom for the next batch. */
+export const DEFAULT_GPU_TARGET_PERCENT = 80;
+
+/** A workload a queue autoscaler can size: a cdk8s-plus `Deployment`, or a construct that wraps one. */
+export type QueueScalingTarget = IScalable & IConstruct;
+
+/** What to scale and on which queue: the props both backends share. */
+export interface QueueScalingProps {
+  /**
+   * The Deployment to scale. It must not set fixed `replicas`: the autoscaler owns the count, and a
+   * Deployment that carries one would be reset by every GitOps sync.
+   */
+  readonly target: QueueScalingTarget;
+
+  /** Name of the RabbitMQ queue whose backlog drives the replica count. */
+  readonly queue: string;
+
+  /**
+   * RabbitMQ virtual host of the queue.
+   *
+   * @default "/"
+   */
+  readonly vhost?: string;
+
+  /**
+   * What counts as backlog. Ready plus unacknowledged keeps counting a job until a worker acks it, so
+   * workers that are busy with a job are not removed, and the queue being drained into prefetch buffers does
+   * not look like a falling backlog.
+   *
+   * @default BacklogMeasure.READY_AND_UNACKED
+   */
+  readonly backlog?: BacklogMeasure;
+
+  /**
+   * Jobs of backlog one replica is expected to carry: desired replicas = ceil(backlog / backlogPerReplica).
+   * Set it to the number of jobs one worker holds at once (its prefetch), so that a worker busy with a full
+   * batch counts as exactly one worker's worth of backlog.
+   *
+   * @default - the worker's default batch size, 8
+   */
+  readonly backlogPerReplica?: number;
+
+  /**
+   * Fewest replicas.
+   *
+   * @default - 1 with the HPA backend, 0 with KEDA
+   */
+  readonly minReplicas?: number;
+
+  /** Most replicas; usually the GPUs the workload may use. */
+  readonly maxReplicas: number;
+
+  /**
+   * Also scale on per-pod GPU utilization.
+   *
+   * @default - backlog only
+   */
+  readonly gpuUtilization?: GpuUtilizationMetric;
+
+  /**
+   * Scale-up limits; fields left out take the defaults.
+   *
+   * @default - see DEFAULT_SCALE_UP
+   */
+  readonly scaleUp?: ScalingRules;
+
+  /**
+   * Scale-down limits; fields left out take the defaults.
+   *
+   * @default - see DEFAULT_SCALE_DOWN
+   */
+  readonly scaleDown?: ScalingRules;
+}
+
+/** The intent with defaults applied and checked; what both backends build from. */
+export interface ResolvedQueueScaling {
+  readonly target: QueueScalingTarget;
+  readonly targetRef: { readonly apiVersion: string; readonly kind: string; readonly name: string };
+  readonly namespace: string | undefined;
+  readonly queue: string;
+  readonly vhost: string;
+  readonly backlog: BacklogMeasure;
+  readonly backlogPerReplica: number;
+  readonly minReplicas: number;
+  readonly maxReplicas: number;
+  readonly gpuUtilization?: { readonly source: GpuUtilizationSource; readonly targetPercent: number };
+  readonly behavior: { scaleUp: HpaScalingRulesJson; scaleDown: HpaScalingRulesJson };
+}
+
+// Workloads that already have a queue autoscaler, so that one workload never gets two (HPA and KEDA would
+// fight over the replica count).
+const claimedTargets = new WeakMap<IConstruct, string>();
+
+/** Values that people write to mean "any queue"; none of them is selected literally by mistake. */
+const WILDCARD_QUEUES = new Set(['*', '#', '.*', '.+', '^.*$', '%']);
+
+/**
+ * Checks the shared props, applies the defaults and claims the target. Both backends call this first.
+ */
+export function resolveQueueScaling(construct: string, props: QueueScalingProps, defaultMinReplicas: number): ResolvedQueueScaling {
+  const queue = checkNonEmpty(construct, 'queue', props.queue);
+  if (WILDCARD_QUEUES.has(queue)) {
+    invalidProp(
+      construct,
+      'queue',
+      `is ${JSON.stringify(queue)}, which reads as a pattern that could match every queue`,
+      'Name the one queue the workers consume; scale each queue\'s workers with their own autoscaler.',
+    );
+  }
+  const vhost = checkNonEmpty(construct, 'vhost', props.vhost ?? '/');
+
+  const minReplicas = checkInteger(construct, 'minReplicas', props.minReplicas ?? defaultMinReplicas, 0);
+  const maxReplicas = checkInteger(construct, 'maxReplicas', props.maxReplicas, 1);
+  checkRange(construct, 'minReplicas', minReplicas, 'maxReplicas', maxReplicas);
+  const backlogPerReplica = checkPositive(construct, 'backlogPerReplica', props.backlogPerReplica ?? WORKER_DEFAULTS.maxBatchSize);
+
+  let gpuUtilization: ResolvedQueueScaling['gpuUtilization'];
+  if (props.gpuUtilization) {
+    const targetPercent = props.gpuUtilization.targetPercent ?? DEFAULT_GPU_TARGET_PERCENT;
+    if (!Number.isInteger(targetPercent) || targetPercent < 1 || targetPercent > 100) {
+      invalidProp(construct, 'gpuUtilization.targetPercent', `is ${targetPercent}`, 'Use a whole percentage from 1 to 100.');
+    }
+    gpuUtilization = { source: props.gpuUtilization.source, targetPercent };
+  }
+
+  const scalingTarget = props.target.toScalingTarget();
+  if (scalingTarget.replicas !== undefined) {
+    invalidProp(
+      construct,
+      'target',
+      `(${scalingTarget.kind} ${scalingTarget.name}) sets fixed replicas (${scalingTarget.replicas})`,
+      'Leave `replicas` unset on a Deployment that an autoscaler sizes; set `minReplicas` here instead.',
+    );
+  }
+  const claimedBy = claimedTargets.get(props.target);
+  if (claimedBy !== undefined) {
+    invalidProp(
+      construct,
+      'target',
+      `(${scalingTarget.kind} ${scalingTarget.name}) is already scaled by ${claimedBy}`,
+      'Give a workload one autoscaler: either the HPA backend (QueueScaledHpa) or KEDA (KedaQueueScaler), never both.',
+    );
+  }
+
+  return {
+    target: props.target,
+    targetRef: { apiVersion: scalingTarget.apiVersion, kind: scalingTarget.kind, name: scalingTarget.name },
+    namespace: namespaceOf(props.target),
+    queue,
+    vhost,
+    backlog: props.backlog ?? BacklogMeasure.READY_AND_UNACKED,
+    backlogPerReplica,
+    minReplicas,
+    maxReplicas,
+    gpuUtilization,
+    behavior: resolveBehavior(construct, props.scaleUp, props.scaleDown),
+  };
+}
+
+/** Records that `scaler` sizes `target`, and removes `spec.replicas` from the target's manifest. */
+export function claimTarget(target: QueueScalingTarget, scaler: IConstruct): void {
+  claimedTargets.set(target, scaler.node.path);
+  target.markHasAutoscaler();
+}
+
+/** Namespace of the target's object: its own metadata, else its chart's. */
+function namespaceOf(target: QueueScalingTarget): string | undefined {
+  const own = (target as unknown as { metadata?: { namespace?: string } }).metadata?.namespace;
+  if (own) return own;
+  const apiObject = target.node.findAll().find((c): c is ApiObject => c instanceof ApiObject);
+  return apiObject?.metadata.namespace ?? Chart.of(target).namespace;
+}
+
+/** A number as a Kubernetes quantity string: whole numbers as they are, fractions in milli-units. */
+export function quantity(value: number): string {
+  return Number.isInteger(value) ? String(value) : `${Math.round(value * 1000)}m`;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The queue backlog as an external metric of prometheus-adapter.
+// ---------------------------------------------------------------------------------------------------------
+
+/** The backlog of one queue as prometheus-adapter serves it and the HPA selects it. */
+export interface QueueBacklogExternalMetric {
+  /** External metric name the HPA asks for. */
+  readonly metricName: string;
+
+  /** `matchLabels` of the HPA's metric selector; empty when the queue is pinned in the rule itself. */
+  readonly selector: Record<string, string>;
+
+  /** The adapter rule that serves the metric. */
+  readonly rule: AdapterExternalRule;
+
+  /** The PromQL the adapter runs for the HPA's selector. */
+  readonly query: string;
+}
+
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+
+/** Whether a string can be a Kubernetes label value: at most 63 characters of [A-Za-z0-9._-], alphanumeric at both ends. */
+export function isLabelValue(value: string): boolean {
+  return value.length <= 63 && LABEL_VALUE.test(value);
+}
+
+/**
+ * The external metric for the backlog of one queue.
+ *
+ * A Kubernetes metric selector is a label selector, so it can only carry valid label values. The vhost is
+ * therefore always pinned in the rule's PromQL (the default vhost `/` is not a valid label value), and the
+ * metric name says which vhost it covers. The queue is selected by the HPA's `queue` label when its name is
+ * a valid label value, so autoscalers of several queues share one rule; otherwise the queue is pinned in
+ * its own rule as well and the HPA selects nothing further.
+ *
+ * The rule names its series literally instead of using `<<.Series>>`: for external rules that rename their
+ * metric, the adapter fills `<<.Series>>` with the new name, which Prometheus does not know.
+ */
+export function queueBacklogExternalMetric(
+  queue: string,
+  vhost = '/',
+  measure = BacklogMeasure.READY_AND_UNACKED,
+  metricName?: string,
+): QueueBacklogExternalMetric {
+  const series = backlogSeries(measure);
+  const vhostMatcher = `${RabbitmqQueueLabels.vhost}=${promqlString(vhost)}`;
+  const queueMatcher = `${RabbitmqQueueLabels.queue}=${promqlString(queue)}`;
+  const byLabels = `${RabbitmqQueueLabels.vhost}, ${RabbitmqQueueLabels.queue}`;
+  const selectByLabel = isLabelValue(queue);
+
+  const base = measure === BacklogMeasure.READY ? 'rabbitmq_queue_ready_backlog' : 'rabbitmq_queue_backlog';
+  const name = metricName
+    ?? [base, vhost === '/' ? undefined : `vhost_${slug(vhost)}`, selectByLabel ? undefined : `queue_${slug(queue)}`]
+      .filter((part) => part !== undefined)
+      .join('_');
+
+  const pinned = selectByLabel ? vhostMatcher : `${vhostMatcher},${queueMatcher}`;
+  const rule: AdapterExternalRule = {
+    seriesQuery: `${series}{${pinned}}`,
+    name: { matches: `^${series}$`, as: name },
+    metricsQuery: selectByLabel
+      ? `max by (${byLabels}) (${series}{${vhostMatcher},<<.LabelMatchers>>})`
+      : `max by (${byLabels}) (${series}{${pinned}})`,
+    resources: { namespaced: false },
+  };
+  const selector: Record<string, string> = selectByLabel ? { [RabbitmqQueueLabels.queue]: queue } : {};
+  const query = renderExternalMetricsQuery(rule, selector);
+
+  // The one invariant that matters most: whatever the adapter runs selects exactly this queue and vhost.
+  if (query !== queueBacklogQuery(queue, vhost, measure)) {
+    throw new Error(`internal: adapter query ${query} does not select queue ${queue} on vhost ${vhost} alone`);
+  }
+  return { metricName: name, selector, rule, query };
+}
+
+/** A metric-name-safe form of a value; lossy forms get a short hash so two values never share a name. */
+function slug(value: string): string {
+  const safe = value.replace(/[^A-Za-z0-9_]/g, '_').slice(0, 60);
+  if (safe === value) return safe;
+  return `${safe}_${createHash('sha256').update(value).digest('hex').slice(0, 8)}`;
+}
+
+const METRIC_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,199}$/;
+
+/** The custom-metrics rule that serves per-pod GPU utilization, averaged over the GPUs of each pod. */
+export function gpuUtilizationRule(source: GpuUtilizationSource): AdapterCustomRule {
+  return {
+    seriesQuery: `${source.series}{${source.namespaceLabel}!="",${source.podLabel}!=""}`,
+    resources: {
+      overrides: {
+        [source.namespaceLabel]: { resource: 'namespace' },
+        [source.podLabel]: { resource: 'pod' },
+      },
+    },
+    name: { matches: `^${source.series}$`, as: source.customMetricName },
+    metricsQuery: 'avg by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})',
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The HPA backend.
+// ---------------------------------------------------------------------------------------------------------
+
+/** Properties of {@link QueueScaledHpa}. */
+export interface QueueScaledHpaProps extends QueueScalingProps {
+  /**
+   * The app's prometheus-adapter rules, which this autoscaler adds its rules to.
+   *
+   * @default - the app's PrometheusAdapterRules, created in this chart if the app has none yet
+   */
+  readonly adapterRules?: PrometheusAdapterRules;
+
+  /**
+   * External metric name of the backlog; needed only when two rules would otherwise share a name.
+   *
+   * @default - derived from the backlog measure, the vhost and (when it is not a valid label value) the queue
+   */
+  readonly metricName?: string;
+
+  /**
+   * Set when the cluster runs with the `HPAScaleToZero` feature gate (alpha), which lets an HPA with an
+   * external metric use `minReplicas: 0`.
+   *
+   * @default false
+   */
+  readonly clusterHasHpaScaleToZero?: boolean;
+
+  /**
+   * Name of the HorizontalPodAutoscaler.
+   *
+   * @default - the target Deployment's name
+   */
+  readonly name?: string;
+}
+
+/**
+ * A HorizontalPodAutoscaler that keeps about `backlogPerReplica` jobs of one RabbitMQ queue per worker,
+ * with the prometheus-adapter rules that serve its metrics.
+ *
+ * The backlog is an External metric with an `AverageValue` target; optionally per-pod GPU utilization is a
+ * second, Pods metric, and the HPA follows whichever asks for more replicas.
+ */
+export class QueueScaledHpa extends Construct {
+  /** The HorizontalPodAutoscaler object. */
+  public readonly hpa: k8s.KubeHorizontalPodAutoscalerV2;
+
+  /** The rules object this autoscaler registered its rules in. */
+  public readonly adapterRules: PrometheusAdapterRules;
+
+  /** The backlog metric: name, selector, adapter rule and the PromQL the adapter runs. */
+  public readonly backlogMetric: QueueBacklogExternalMetric;
+
+  /** The GPU utilization rule, when GPU utilization is a scaling signal. */
+  public readonly gpuUtilizationRule?: AdapterCustomRule;
+
+  /** The intent with defaults applied. */
+  public readonly scaling: ResolvedQueueScaling;
+
+  constructor(scope: Construct, id: string, props: QueueScaledHpaProps) {
+    super(scope, id);
+    const self = 'QueueScaledHpa';
+
+    // Validate and resolve defaults.
+    this.scaling = resolveQueueScaling(self, props, 1);
+    const { minReplicas, maxReplicas, targetRef } = this.scaling;
+    if (minReplicas === 0 && !props.clusterHasHpaScaleToZero) {
+      invalidProp(
+        self,
+        'minReplicas',
+        'is 0, which a HorizontalPodAutoscaler only accepts with the alpha feature gate HPAScaleToZero',
+        'Use KedaQueueScaler to scale to zero, or set `clusterHasHpaScaleToZero: true` if your cluster enables that gate.',
+      );
+    }
+    if (props.metricName !== undefined && !METRIC_NAME.test(props.metricName)) {
+      invalidProp(self, 'metricName', `is ${JSON.stringify(props.metricName)}`, 'Use letters, digits and "_", starting with a letter or "_".');
+    }
+    const name = checkDnsSubdomain(self, 'name', props.name ?? targetRef.name);
+
+    // Register the adapter rules that serve the metrics; identical rules of other autoscalers are shared.
+    this.adapterRules = props.adapterRules ?? PrometheusAdapterRules.of(this);
+    this.backlogMetric = queueBacklogExternalMetric(this.scaling.queue, this.scaling.vhost, this.scaling.backlog, props.metricName);
+    this.adapterRules.addExternalRule(this.backlogMetric.rule);
+    if (this.scaling.gpuUtilization) {
+      this.gpuUtilizationRule = gpuUtilizationRule(this.scaling.gpuUtilization.source);
+      this.adapterRules.addCustomRule(this.gpuUtilizationRule);
+    }
+
+    // The autoscaler itself, in the target's namespace.
+    this.hpa = new k8s.KubeHorizontalPodAutoscalerV2(this, 'Resource', {
+      metadata: { name, namespace: this.scaling.namespace },
+      spec: {
+        scaleTargetRef: targetRef,
+        minReplicas,
+        maxReplicas,
+        metrics: this.metrics(),
+        behavior: this.scaling.behavior as k8s.HorizontalPodAutoscalerBehaviorV2,
+      },
+    });
+    claimTarget(props.target, this);
+  }
+
+  /** The HPA's metric list: backlog per replica, and GPU utilization per pod when asked for. */
+  private metrics(): k8s.MetricSpecV2[] {
+    const { metricName, selector } = this.backlogMetric;
+    const metrics: k8s.MetricSpecV2[] = [
+      {
+        type: 'External',
+        external: {
+          metric: { name: metricName, selector: Object.keys(selector).length ? { matchLabels: selector } : undefined },
+          target: { type: 'AverageValue', averageValue: k8s.Quantity.fromString(quantity(this.scaling.backlogPerReplica)) },
+        },
+      },
+    ];
+    const gpu = this.scaling.gpuUtilization;
+    if (gpu) {
+      metrics.push({
+        type: 'Pods',
+        pods: {
+          metric: { name: gpu.source.customMetricName },
+          target: { type: 'AverageValue', averageValue: k8s.Quantity.fromString(String(gpu.targetPercent)) },
+        },
+      });
+    }
+    return metrics;
+  }
+}
