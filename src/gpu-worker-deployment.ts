@@ -11,15 +11,13 @@ import {
   WorkerEnv,
   WorkerHttp,
 } from './contract';
+import { GPU_TOLERATION, NVIDIA_GPU_RESOURCE } from './gpu-node-labels';
 import { checkDnsLabel, checkDnsSubdomain, checkInteger, checkNonEmpty, invalidProp } from './validation';
 
 const CONSTRUCT = 'GpuWorkerDeployment';
 
 /** Name of the worker container in the pod. */
 export const WORKER_CONTAINER_NAME = 'worker';
-
-/** The extended resource the NVIDIA device plugin advertises for a whole GPU. */
-export const NVIDIA_GPU_RESOURCE = 'nvidia.com/gpu';
 
 /** Value of the `app.kubernetes.io/component` label on worker pods. */
 export const GPU_WORKER_COMPONENT = 'gpu-worker';
@@ -623,7 +621,7 @@ export class GpuWorkerDeployment extends Construct implements kplus.IScalable {
     // GPU placement: the toleration through cdk8s-plus, the node labels as required node affinity.
     if (props.tolerateGpuTaint ?? true) {
       this.deployment.scheduling.tolerate(kplus.Node.tainted(
-        kplus.NodeTaintQuery.exists(NVIDIA_GPU_RESOURCE, { effect: kplus.TaintEffect.NO_SCHEDULE }),
+        kplus.NodeTaintQuery.exists(GPU_TOLERATION.key, { effect: GPU_TOLERATION.effect as kplus.TaintEffect }),
       ));
     }
     const nodeQueries = Object.entries(props.gpuNodeSelector ?? {}).map(([key, value]) => kplus.NodeLabelQuery.is(key, value));

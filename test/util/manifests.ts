@@ -17,7 +17,14 @@ export interface Manifest {
   readonly [key: string]: any;
 }
 
-const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false });
+// CRD patterns are Go regular expressions; the only Go-only syntax in the imported schemas is the `(?i)` flag
+// group (PrometheusRule's partialResponseStrategy: `^(?i)(abort|warn)?$`), which JavaScript spells as the `i` flag.
+function goRegExp(source: string, flags?: string): RegExp {
+  return source.includes('(?i)') ? new RegExp(source.replace(/\(\?i\)/g, ''), `${flags ?? ''}i`) : new RegExp(source, flags);
+}
+goRegExp.code = 'goRegExp';
+
+const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false, code: { regExp: goRegExp as any } });
 const crdValidators = new Map<string, ValidateFunction>();
 
 function crdValidator(key: string): ValidateFunction | undefined {
