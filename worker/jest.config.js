@@ -1,6 +1,7 @@
 /** @type {import('jest').Config} */
 module.exports = {
-  testEnvironment: 'node',
+  // Node with the typed arrays onnxruntime-node's binding uses (see the file).
+  testEnvironment: '<rootDir>/test/onnxruntime-environment.js',
   roots: ['<rootDir>/test'],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.test.json' }] },
   testTimeout: 60_000,

@@ -163,6 +163,10 @@ function createSession(path: string, provider: ExecutionProvider, options: LoadM
   });
 }
 
+// A failed run reaches the caller as an exception, which the worker logs as JSON with the job id; onnxruntime's
+// own stderr line for it would only break the one-JSON-object-per-line log. Start-up warnings still print.
+const RUN_OPTIONS: InferenceSession.RunOptions = { logSeverityLevel: 4 };
+
 function describe(path: string, session: InferenceSession, provider: ExecutionProvider, providerReason: string): LoadedModel {
   const inputs = specs(path, 'input', session.inputMetadata);
   const outputs = specs(path, 'output', session.outputMetadata);
@@ -176,7 +180,7 @@ function describe(path: string, session: InferenceSession, provider: ExecutionPr
     outputs,
     batchable,
     run: async (feeds, outputNames) => {
-      const result = outputNames ? await session.run(feeds, outputNames as string[]) : await session.run(feeds);
+      const result = outputNames ? await session.run(feeds, outputNames as string[], RUN_OPTIONS) : await session.run(feeds, RUN_OPTIONS);
       return result as Record<string, Tensor>;
     },
     release: () => session.release(),
