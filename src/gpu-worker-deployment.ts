@@ -693,10 +693,12 @@ export class GpuWorkerDeployment extends Construct implements kplus.IScalable {
     const api = ApiObject.of(this.deployment);
     const pod = '/spec/template/spec';
     const resource = options.gpuResource.replace(/~/g, '~0').replace(/\//g, '~1');
-    // Extended resources cannot be overcommitted: request and limit must be equal.
+    // Extended resources cannot be overcommitted: request and limit must be equal. The patched document still goes
+    // through cdk8s-plus's typed serializer, which reads resource amounts as Quantity objects, hence the Quantity.
+    const gpus = k8s.Quantity.fromString(String(options.gpuCount));
     api.addJsonPatch(
-      JsonPatch.add(`${pod}/containers/0/resources/limits/${resource}`, options.gpuCount),
-      JsonPatch.add(`${pod}/containers/0/resources/requests/${resource}`, options.gpuCount),
+      JsonPatch.add(`${pod}/containers/0/resources/limits/${resource}`, gpus),
+      JsonPatch.add(`${pod}/containers/0/resources/requests/${resource}`, gpus),
       JsonPatch.add(`${pod}/securityContext/seccompProfile`, { type: 'RuntimeDefault' }),
     );
     if (options.runtimeClassName) api.addJsonPatch(JsonPatch.add(`${pod}/runtimeClassName`, options.runtimeClassName));
