@@ -1,0 +1,304 @@
+/**
+ * `npm run bench`: the worker against its two limits, on the local RabbitMQ, for two models.
+ *
+ * For each model it measures, in one run:
+ *   1. the broker limit: a bare consumer with the worker's prefetch draining the same job messages;
+ *   2. the inference limit: onnxruntime-node's `session.run` in a loop on the same inputs, at batch 1 and at
+ *      the worker's max batch;
+ *   3. the compiled worker process draining those jobs end to end, then under steady load for latency;
+ * and reports each worker figure as a ratio to the lower of its two limits, plus the gain from dynamic
+ * batching. The table is printed; the figures go to bench/results/worker.json (or --out).
+ *
+ * Not a test: it needs a quiet machine to mean anything. `--smoke` (or BENCH_SMOKE=1) runs every stage with a
+ * few jobs, to prove the harness works, and writes no results file unless --out is given.
+ */
+import { mkdirSync, writeFileSync } from 'fs';
+import { cpus, loadavg, totalmem } from 'os';
+import { dirname, resolve } from 'path';
+import * as amqp from 'amqplib';
+import { Command, InvalidArgumentError } from 'commander';
+import { BROKER_URL, declareTopology, deleteTopology, drainWithBareConsumer, fillQueue, uniqueTopology, DrainResult } from './broker';
+import { InferenceLimit, measureInferenceLimit } from './inference-limit';
+import { BenchModel, DEFAULT_MAX_BATCH, detectionModel, jobMessage, mlpModel } from './models';
+import { round } from './stats';
+import { runWorker, WorkerRunResult } from './worker-run';
+
+/** How big each stage is. Sized so that the whole run takes a few minutes on a 2-core machine. */
+interface Sizes {
+  readonly mlpJobs: number;
+  readonly detectionJobs: number;
+  readonly inferenceSeconds: number;
+  readonly latencySeconds: number;
+}
+
+const FULL: Sizes = { mlpJobs: 5000, detectionJobs: 120, inferenceSeconds: 4, latencySeconds: 5 };
+const SMOKE: Sizes = { mlpJobs: 200, detectionJobs: 6, inferenceSeconds: 0.3, latencySeconds: 0.5 };
+
+/** Targets from the benchmark's definition (issue 7). */
+const TARGETS = {
+  detectionVsInferenceLimit: 0.9,
+  mlpVsBrokerLimit: 0.7,
+  batchingGain: 2,
+};
+
+/** A worker figure next to the limit it is held against. */
+interface Comparison {
+  readonly run: WorkerRunResult;
+  readonly brokerLimit: DrainResult;
+  readonly inferenceLimit: InferenceLimit;
+  /** The lower of the two limits, jobs per second. */
+  readonly limit: number;
+  readonly limitedBy: 'broker' | 'inference';
+  /** Worker jobs per second / limit. */
+  readonly ratio: number;
+}
+
+interface Options {
+  readonly smoke: boolean;
+  readonly models: string[];
+  readonly out?: string;
+  readonly cpuProf?: string;
+  readonly latencyLoad: number;
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions();
+  const sizes = options.smoke ? SMOKE : FULL;
+  const started = Date.now();
+  const environment = await describeEnvironment();
+  console.log(`worker benchmark${options.smoke ? ' (smoke: sizes too small to mean anything)' : ''}`);
+  console.log(`  ${environment.cpus} × ${environment.cpuModel}, ${environment.memoryGiB} GiB, Node ${environment.node}, ` +
+    `onnxruntime-node ${environment.onnxruntime}, RabbitMQ ${environment.rabbitmq}, load average ${environment.loadAverageBefore.join(' ')}`);
+
+  const results: Record<string, unknown> = {};
+  const comparisons: Comparison[] = [];
+  let batchingGain: number | undefined;
+
+  if (options.models.includes('mlp')) {
+    const model = mlpModel();
+    const [brokerLimit, inference] = await limits(model, sizes.mlpJobs, DEFAULT_MAX_BATCH, [DEFAULT_MAX_BATCH], sizes.inferenceSeconds);
+    const common = { model, jobs: sizes.mlpJobs, latencySeconds: sizes.latencySeconds, latencyLoad: options.latencyLoad, timeoutSeconds: 300 };
+    // Same prefetch for both: the gain measured is batching's alone, not a deeper pipeline's.
+    const batched = await step(`mlp: worker, MAX_BATCH_SIZE=${DEFAULT_MAX_BATCH}`, () =>
+      runWorker({ ...common, label: 'mlp-batched', maxBatchSize: DEFAULT_MAX_BATCH, prefetch: DEFAULT_MAX_BATCH, cpuProfileDir: options.cpuProf }),
+    );
+    const single = await step(`mlp: worker, MAX_BATCH_SIZE=1, PREFETCH=${DEFAULT_MAX_BATCH}`, () =>
+      runWorker({ ...common, label: 'mlp-batch1', maxBatchSize: 1, prefetch: DEFAULT_MAX_BATCH, cpuProfileDir: options.cpuProf }),
+    );
+    batchingGain = batched.jobsPerSecond / single.jobsPerSecond;
+    comparisons.push(
+      compare(batched, brokerLimit.get(DEFAULT_MAX_BATCH)!, inference.get(DEFAULT_MAX_BATCH)!),
+      compare(single, brokerLimit.get(DEFAULT_MAX_BATCH)!, inference.get(1)!),
+    );
+    results.mlp = { model: describeModel(model), brokerLimit: Object.fromEntries(brokerLimit), inferenceLimit: [...inference.values()], worker: [batched, single], batchingGain };
+  }
+
+  if (options.models.includes('detection')) {
+    const model = detectionModel();
+    const [brokerLimit, inference] = await limits(model, sizes.detectionJobs, 1, [1, DEFAULT_MAX_BATCH], sizes.inferenceSeconds);
+    const common = { model, jobs: sizes.detectionJobs, latencySeconds: sizes.latencySeconds, latencyLoad: options.latencyLoad, timeoutSeconds: 600 };
+    // The worker's defaults at batch 1: PREFETCH follows MAX_BATCH_SIZE.
+    const single = await step('detection: worker, MAX_BATCH_SIZE=1', () =>
+      runWorker({ ...common, label: 'detection-batch1', maxBatchSize: 1, cpuProfileDir: options.cpuProf }),
+    );
+    const batched = await step(`detection: worker, MAX_BATCH_SIZE=${DEFAULT_MAX_BATCH}`, () =>
+      runWorker({ ...common, label: 'detection-batched', maxBatchSize: DEFAULT_MAX_BATCH, cpuProfileDir: options.cpuProf }),
+    );
+    comparisons.push(
+      compare(single, brokerLimit.get(1)!, inference.get(1)!),
+      compare(batched, brokerLimit.get(DEFAULT_MAX_BATCH)!, inference.get(DEFAULT_MAX_BATCH)!),
+    );
+    results.detection = { model: describeModel(model), brokerLimit: Object.fromEntries(brokerLimit), inferenceLimit: [...inference.values()], worker: [single, batched] };
+  }
+
+  environment.loadAverageAfter = loadavg().map((l) => round(l, 2));
+  const targets = checkTargets(comparisons, batchingGain);
+  printReport(comparisons, batchingGain, targets);
+
+  const out = options.out ?? (options.smoke ? undefined : resolve(__dirname, 'results', 'worker.json'));
+  if (out) {
+    mkdirSync(dirname(out), { recursive: true });
+    const summary = comparisons.map((c) => ({
+      run: c.run.label,
+      jobsPerSecond: round(c.run.jobsPerSecond),
+      limit: round(c.limit),
+      limitedBy: c.limitedBy,
+      ratio: round(c.ratio),
+      latencyMs: c.run.latency ? { p50: round(c.run.latency.ms.p50), p95: round(c.run.latency.ms.p95), p99: round(c.run.latency.ms.p99) } : undefined,
+      peakRssMiB: round(c.run.peakRssMiB),
+    }));
+    const document = {
+      benchmark: 'worker',
+      date: new Date(started).toISOString(),
+      durationSeconds: round((Date.now() - started) / 1000),
+      smoke: options.smoke,
+      environment,
+      sizes: { ...sizes, latencyLoad: options.latencyLoad },
+      summary,
+      batchingGain: batchingGain === undefined ? undefined : round(batchingGain),
+      targets,
+      results,
+    };
+    writeFileSync(out, `${JSON.stringify(document, null, 2)}\n`);
+    console.log(`\nresults written to ${out}`);
+  }
+  console.log(`total ${round((Date.now() - started) / 1000)} s`);
+}
+
+/**
+ * Both limits of a model: the bare consumer at each prefetch (on its own private copy of the topology) and
+ * the bare inference loop at batch 1 and each given batch size.
+ */
+async function limits(
+  model: BenchModel,
+  jobs: number,
+  prefetch: number,
+  batchSizes: number[],
+  inferenceSeconds: number,
+): Promise<[Map<number, DrainResult>, Map<number, InferenceLimit>]> {
+  const broker = new Map<number, DrainResult>();
+  for (const p of new Set([prefetch, DEFAULT_MAX_BATCH])) {
+    broker.set(p, await step(`${model.key}: broker limit, prefetch ${p}`, () => brokerLimit(model, jobs, p)));
+  }
+  const measured = await step(`${model.key}: inference limit, batch ${[...new Set([1, ...batchSizes])].join(' and ')}`, () =>
+    measureInferenceLimit(model, [...new Set([1, ...batchSizes])], inferenceSeconds),
+  );
+  return [broker, new Map(measured.map((l) => [l.batchSize, l]))];
+}
+
+async function brokerLimit(model: BenchModel, jobs: number, prefetch: number): Promise<DrainResult> {
+  const names = uniqueTopology(`${model.key}-broker`);
+  await declareTopology(names);
+  try {
+    await fillQueue(names.jobQueue, jobs, (i) => jobMessage(model, `${model.key}-broker-${i}`));
+    return await drainWithBareConsumer(names.jobQueue, jobs, prefetch);
+  } finally {
+    await deleteTopology(names);
+  }
+}
+
+function compare(run: WorkerRunResult, brokerLimit: DrainResult, inferenceLimit: InferenceLimit): Comparison {
+  const limitedBy = brokerLimit.perSecond <= inferenceLimit.inferencesPerSecond ? 'broker' : 'inference';
+  const limit = Math.min(brokerLimit.perSecond, inferenceLimit.inferencesPerSecond);
+  return { run, brokerLimit, inferenceLimit, limit, limitedBy, ratio: run.jobsPerSecond / limit };
+}
+
+interface TargetCheck {
+  readonly target: string;
+  readonly required: number;
+  readonly measured: number;
+  readonly met: boolean;
+}
+
+function checkTargets(comparisons: Comparison[], batchingGain: number | undefined): TargetCheck[] {
+  const checks: TargetCheck[] = [];
+  const find = (label: string) => comparisons.find((c) => c.run.label === label);
+  const detection = find('detection-batch1');
+  if (detection) {
+    checks.push(target('detection worker, batch 1 / inference limit at batch 1', TARGETS.detectionVsInferenceLimit, detection.run.jobsPerSecond / detection.inferenceLimit.inferencesPerSecond));
+  }
+  const mlp = find('mlp-batched');
+  if (mlp) {
+    checks.push(target(`mlp worker, batch ${DEFAULT_MAX_BATCH} / broker limit`, TARGETS.mlpVsBrokerLimit, mlp.run.jobsPerSecond / mlp.brokerLimit.perSecond));
+  }
+  if (batchingGain !== undefined) checks.push(target(`mlp dynamic batching gain (batch ${DEFAULT_MAX_BATCH} / batch 1, same prefetch)`, TARGETS.batchingGain, batchingGain));
+  return checks;
+}
+
+function target(name: string, required: number, measured: number): TargetCheck {
+  return { target: name, required, measured: round(measured), met: measured >= required };
+}
+
+function printReport(comparisons: Comparison[], batchingGain: number | undefined, targets: TargetCheck[]): void {
+  const header = ['run', 'batch', 'prefetch', 'jobs/s', 'broker lim', 'infer lim', 'ratio', 'p50 ms', 'p95 ms', 'p99 ms', 'mean batch', 'infer busy', 'cores', 'peak RSS MiB'];
+  const rows = comparisons.map((c) => [
+    c.run.label,
+    String(c.run.maxBatchSize),
+    String(c.run.prefetch),
+    fmt(c.run.jobsPerSecond),
+    fmt(c.brokerLimit.perSecond),
+    `${fmt(c.inferenceLimit.inferencesPerSecond)} (b${c.inferenceLimit.batchSize})`,
+    `${fmt(c.ratio)} of ${c.limitedBy}`,
+    fmt(c.run.latency?.ms.p50),
+    fmt(c.run.latency?.ms.p95),
+    fmt(c.run.latency?.ms.p99),
+    fmt(c.run.meanBatchSize),
+    fmt(c.run.inferenceBusy),
+    fmt(c.run.workerCores),
+    fmt(c.run.peakRssMiB),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ');
+  console.log(`\n${line(header)}`);
+  for (const row of rows) console.log(line(row));
+
+  console.log('\nwhere a job\'s time goes inside the worker (means, ms): decode / wait for batch and model / inference / receipt→result');
+  for (const c of comparisons) {
+    const t = c.run.timings;
+    console.log(`  ${c.run.label.padEnd(18)} ${fmt(t.decodeMs)} / ${fmt(t.queueMs)} / ${fmt(t.inferenceMs)} / ${fmt(t.totalMs)}  (batch ${fmt(t.batchSize)})`);
+  }
+  if (batchingGain !== undefined) console.log(`\ndynamic batching gain (mlp): ${fmt(batchingGain)}×`);
+  console.log('\ntargets:');
+  for (const t of targets) console.log(`  ${t.met ? 'met   ' : 'MISSED'} ${t.target}: ${t.measured} (needs >= ${t.required})`);
+}
+
+function fmt(value: number | undefined): string {
+  return value === undefined || Number.isNaN(value) ? '-' : String(round(value));
+}
+
+async function step<T>(what: string, run: () => Promise<T>): Promise<T> {
+  process.stdout.write(`- ${what} ... `);
+  const started = Date.now();
+  const result = await run();
+  console.log(`${round((Date.now() - started) / 1000, 2)} s`);
+  return result;
+}
+
+function describeModel(model: BenchModel) {
+  return { key: model.key, description: model.description, path: model.path, inputShape: model.inputShape, encoding: model.encoding, messageBytes: jobMessage(model, 'x').content.length };
+}
+
+async function describeEnvironment() {
+  const connection = await amqp.connect(BROKER_URL);
+  const rabbitmq = String(connection.connection.serverProperties.version ?? 'unknown');
+  await connection.close();
+  return {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    memoryGiB: round(totalmem() / 2 ** 30),
+    node: process.version,
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    onnxruntime: require('onnxruntime-node/package.json').version as string,
+    rabbitmq,
+    loadAverageBefore: loadavg().map((l) => round(l, 2)),
+    loadAverageAfter: [] as number[],
+  };
+}
+
+function parseOptions(): Options {
+  const program = new Command()
+    .name('bench')
+    .description('Worker throughput and latency against the broker and inference limits, on the local RabbitMQ')
+    .option('--smoke', 'a few jobs per stage: proves the harness works, measures nothing (also BENCH_SMOKE=1)', false)
+    .option('--models <list>', 'comma-separated: mlp, detection', (v) => v.split(',').map((s) => s.trim()), ['mlp', 'detection'])
+    .option('--out <file>', 'results JSON (default bench/results/worker.json; none in smoke mode)')
+    .option('--cpu-prof <dir>', 'write a V8 CPU profile of each worker process into <dir>')
+    .option('--latency-load <fraction>', 'publish rate of the latency phase, as a fraction of the drained throughput', fraction, 0.5)
+    .parse();
+  const opts = program.opts<{ smoke: boolean; models: string[]; out?: string; cpuProf?: string; latencyLoad: number }>();
+  for (const m of opts.models) {
+    if (m !== 'mlp' && m !== 'detection') throw new InvalidArgumentError(`--models: unknown model "${m}"; use mlp and/or detection`);
+  }
+  return { ...opts, smoke: opts.smoke || process.env.BENCH_SMOKE === '1', cpuProf: opts.cpuProf ? resolve(opts.cpuProf) : undefined };
+}
+
+function fraction(value: string): number {
+  const n = Number(value);
+  if (!(n > 0 && n <= 1)) throw new InvalidArgumentError('must be a number in (0, 1]');
+  return n;
+}
+
+main().catch((err: Error) => {
+  console.error(`\nbenchmark failed: ${err.stack ?? err.message}`);
+  process.exitCode = 1;
+});
