@@ -162,8 +162,9 @@ export class InferenceEngine {
         throw new JobRejection('data', `generation.stopTokenId ${params.stopTokenId} is outside the vocabulary of ${vocab} tokens`);
       }
       const tokens = ids.data as BigInt64Array;
+      const limit = BigInt(vocab);
       for (let i = 0; i < tokens.length; i++) {
-        if (tokens[i] < 0n || tokens[i] >= BigInt(vocab)) {
+        if (tokens[i] < 0n || tokens[i] >= limit) {
           throw new JobRejection('data', `input "${decoder.idsInput}" token ${i} is ${tokens[i]}, outside the vocabulary [0, ${vocab})`);
         }
       }

@@ -201,12 +201,14 @@ export function concatRows(tensors: readonly Tensor[]): Tensor {
     total += (t.data as NumericArray).length;
   }
 
-  const joined = new INFO[datatype].array(total);
+  // Copied as bytes, so that no element is ever converted (float16 data may arrive as a Float16Array).
+  const info = INFO[datatype];
+  const joined = new Uint8Array(total * info.bytes);
   let offset = 0;
   for (const t of tensors) {
     const values = t.data as NumericArray;
-    joined.set(values as never, offset);
-    offset += values.length;
+    joined.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), offset);
+    offset += values.byteLength;
   }
-  return new Tensor(first.type as OrtType, joined as never, [rows, ...first.dims.slice(1)]);
+  return new Tensor(first.type as OrtType, new info.array(joined.buffer, 0, total) as never, [rows, ...first.dims.slice(1)]);
 }
