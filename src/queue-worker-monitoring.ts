@@ -140,7 +140,9 @@ export function queueWorkerAlerts(options: QueueWorkerAlertOptions): QueueWorker
     invalidProp(CONSTRUCT, 'failureRatio', `is ${failureRatio}`, 'Give a share between 0 and 1, e.g. 0.05 for 5%.');
   }
 
-  const queue = workers.queue;
+  const queue = checkNonEmpty(CONSTRUCT, 'workers.queue', workers.queue);
+  checkNonEmpty(CONSTRUCT, 'workers.deadLetterQueue', workers.deadLetterQueue);
+  checkNonEmpty(CONSTRUCT, 'vhost', vhost);
   const ready = queueBacklogQuery(queue, vhost, BacklogMeasure.READY);
   const inQueue = queueSelector(queue, vhost);
   const workerPods = `namespace=${promqlString(namespace)},pod=~${promqlString(workerPodNamePattern(workers.name))}`;
