@@ -6,3 +6,4 @@ export * from './hpa-math';
 export * from './gpu-node-labels';
 export * from './prometheus-adapter-rules';
 export * from './queue-scaled-hpa';
+export * from './keda-queue-scaler';

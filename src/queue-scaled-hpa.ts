@@ -364,7 +364,7 @@ function namespaceOf(target: QueueScalingTarget): string | undefined {
 }
 
 /** A number as a Kubernetes quantity string: whole numbers as they are, fractions in milli-units. */
-export function quantity(value: number): string {
+function quantity(value: number): string {
   return Number.isInteger(value) ? String(value) : `${Math.round(value * 1000)}m`;
 }
 
