@@ -305,6 +305,8 @@ export class InferenceEngine {
 
   // --- generation jobs ------------------------------------------------------------------------------------
 
+  // Known shortcoming: generation jobs are not batched with each other, so concurrent generations cost one
+  // model call per token each; under a generation-heavy load the accelerator runs batches of one.
   private async runGeneration(job: Job): Promise<JobResult> {
     const decoder = this.decoder as DecoderSpec;
     const prompt = job.inputs.get(decoder.idsInput)!.data as BigInt64Array;
@@ -341,7 +343,12 @@ export class InferenceEngine {
 
   // --- the model ------------------------------------------------------------------------------------------
 
-  /** Runs `fn` when no other model call is running; calls run strictly one at a time. */
+  /**
+   * Runs `fn` when no other model call is running; calls run strictly one at a time.
+   *
+   * Known shortcoming: a model call has no time limit. A call that hangs (a wedged GPU) holds every later job
+   * until the process is restarted; only the runtime's shutdown deadline and the liveness probe end it.
+   */
   private withModel<T>(fn: () => Promise<T>): Promise<T> {
     const turn = this.modelLock.then(fn);
     this.modelLock = turn.catch(() => undefined);

@@ -43,6 +43,8 @@ export function detectProviderEnvironment(): ProviderEnvironment {
   };
 }
 
+// Known shortcoming: only the /dev/nvidia<N> device nodes count as a GPU. Set-ups that expose GPUs some other
+// way (WSL's /dev/dxg) are treated as CPU-only under `auto`; `cuda` refuses to start there.
 function nvidiaDeviceVisible(devDir = '/dev'): boolean {
   try {
     return readdirSync(devDir).some((name) => /^nvidia\d+$/.test(name));
@@ -107,7 +109,12 @@ export interface LoadedModel {
 export interface LoadModelOptions {
   /** Provider environment to decide from; detected from this machine when unset (tests pass a fake). */
   readonly environment?: ProviderEnvironment;
-  /** Threads onnxruntime may use inside one operator on CPU; onnxruntime's own default when unset. */
+  /**
+   * Threads onnxruntime may use inside one operator on CPU; onnxruntime's own default when unset.
+   *
+   * Known shortcoming: that default counts the host's cores, not the pod's CPU limit, and the worker has no
+   * setting for this yet, so a CPU pod with a small limit runs more threads than it gets and is throttled.
+   */
   readonly intraOpNumThreads?: number;
 }
 
