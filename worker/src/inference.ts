@@ -347,7 +347,8 @@ export class InferenceEngine {
    * Runs `fn` when no other model call is running; calls run strictly one at a time.
    *
    * Known shortcoming: a model call has no time limit. A call that hangs (a wedged GPU) holds every later job
-   * until the process is restarted; only the runtime's shutdown deadline and the liveness probe end it.
+   * until the process is restarted. The liveness probe does not notice, because onnxruntime runs off the
+   * event loop, which stays free to answer it.
    */
   private withModel<T>(fn: () => Promise<T>): Promise<T> {
     const turn = this.modelLock.then(fn);
