@@ -78,4 +78,11 @@ project.addTask('synth', {
   exec: 'cdk8s synth',
 });
 
+// Benchmarks, not tests (CI does not run them): synthesis cost of growing apps here, the worker against the
+// broker and inference limits in worker/. See docs/performance.md.
+project.addTask('bench', {
+  description: 'Benchmarks: synthesis of 1/10/100 worker pools, and the worker against its broker and inference limits',
+  steps: [{ exec: 'ts-node --transpile-only bench/synth.ts' }, { exec: 'npm --prefix worker run bench' }],
+});
+
 project.synth();
