@@ -72,6 +72,9 @@ interface ReconnectTuning {
  */
 export const DEFAULT_RECONNECT: ReconnectTuning = { initialDelayMs: 200, maxDelayMs: 15_000, initialMaxRetries: 10 };
 
+/** How long a clean close waits for the broker to confirm the channel is closed. */
+const CHANNEL_CLOSE_TIMEOUT_MS = 2_000;
+
 export interface JobConsumerOptions<Job> {
   readonly config: WorkerConfig;
   readonly logger: Logger;
@@ -167,9 +170,10 @@ export class JobConsumer<Job> {
     const session = this.session;
     if (session?.open && session.consumerTag !== undefined) {
       // Bounded: on a half-open TCP connection the broker's reply might only come after a heartbeat timeout.
-      const cancelled = session.channel.cancel(session.consumerTag).catch((err: Error) => {
-        this.options.logger.debug({ err: err.message }, 'cancel failed; the channel is already closed');
-      });
+      const cancelled = session.channel.cancel(session.consumerTag).then(
+        () => this.options.logger.debug({ inFlight: this.inFlight.size }, 'consumer cancelled; no new jobs will arrive'),
+        (err: Error) => this.options.logger.debug({ err: err.message }, 'cancel failed; the channel is already closed'),
+      );
       await Promise.race([cancelled, sleep(timeoutMs)]);
     }
 
@@ -182,6 +186,13 @@ export class JobConsumer<Job> {
   /** Closes the connection at once. Unacked jobs go back to the queue. */
   async close(): Promise<void> {
     this.stopping = true;
+    // amqplib queues each channel's frames separately, so a connection.close sent right after the last acks can
+    // reach the broker before them, and the broker would requeue jobs already answered. Closing the channel first
+    // goes through the channel's own queue, behind the acks, and its reply proves they arrived.
+    const session = this.session;
+    if (session?.open) {
+      await Promise.race([session.channel.close().catch(() => undefined), sleep(CHANNEL_CLOSE_TIMEOUT_MS)]);
+    }
     await this.connection?.close().catch(() => undefined);
     this.options.metrics.brokerConnected.set(0);
   }

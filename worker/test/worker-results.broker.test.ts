@@ -3,6 +3,8 @@
  * answered and dead-lettered without stopping the worker, inference errors are retried up to the delivery limit.
  */
 import { execFile } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { promisify } from 'node:util';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { JobOutcome, MessageType, WorkerEnv, WorkerMetrics } from '../src/contract';
@@ -257,16 +259,21 @@ describe('inference errors', () => {
   let ctx: Awaited<ReturnType<typeof startWorker>>;
   const DELIVERY_LIMIT = 2;
 
+  const modelPath = writeReshapeModel();
+
   beforeAll(async () => {
     ctx = await startWorker('inference-error', {
-      [WorkerEnv.MODEL_PATH]: writeReshapeModel(),
+      [WorkerEnv.MODEL_PATH]: modelPath,
       [WorkerEnv.DELIVERY_LIMIT]: String(DELIVERY_LIMIT),
       // One job per call: a batch of failing jobs could add up to a shape the model accepts.
       [WorkerEnv.MAX_BATCH_SIZE]: '1',
     });
   });
 
-  afterAll(() => stopWorker(ctx));
+  afterAll(async () => {
+    await stopWorker(ctx);
+    rmSync(dirname(modelPath), { recursive: true, force: true });
+  });
 
   test('are requeued until the delivery limit, then answered as retryable and dead-lettered', async () => {
     const failing = { schemaVersion: SCHEMA_VERSION, jobId: 'always-fails', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3], data: [1, 2, 3] }] };
