@@ -150,6 +150,9 @@ export class JobConsumer<Job> {
     connection.on('reconnect-failed', (err: Error) => {
       this.die(new Error(`cannot connect to the broker at ${redactUrl(config.rabbitmqUrl)}: ${err.message}`, { cause: err }));
     });
+    // A broker under a memory or disk alarm stops accepting publishes: results wait, and so do their acks.
+    connection.on('blocked', (reason: string) => logger.warn({ reason }, 'the broker blocked publishing; results wait until it unblocks'));
+    connection.on('unblocked', () => logger.info('the broker unblocked publishing'));
     // Errors also arrive as close/disconnect; a listener keeps EventEmitter from throwing them.
     connection.on('error', (err: Error) => logger.debug({ err: err.message }, 'broker connection error'));
 

@@ -253,4 +253,26 @@ describe('broker connection loss', () => {
     expect((await worker.stop()).code).toBe(0);
     await expectQueueEmpty(t);
   });
+
+  test('a channel closed by the broker (results exchange deleted): the worker starts over and answers the job', async () => {
+    const t = topology('channel-loss');
+    const replies = `${t.jobQueue}.replies`;
+    const worker = await start(t, `${t.jobQueue}-worker`);
+    await worker.waitUntilReady();
+    await broker.declareQueue(replies);
+    const results = await broker.collectResults('', replies);
+
+    // Publishing a result to a missing exchange is a channel error (404): the channel dies, the job was never acked.
+    await broker.deleteExchange(t.resultsExchange);
+    await broker.publish(t.jobQueue, generationJob('orphan', 4), { messageId: 'orphan', replyTo: replies });
+
+    await worker.waitForLog((l) => l.msg === 'reconnected to the broker; consuming again');
+    await results.waitForJobs(['orphan']);
+    expectAllCompleted(results, ['orphan']);
+    expect(await worker.metric(WorkerMetrics.brokerReconnectsTotal)).toBe(1);
+
+    expect((await worker.stop()).code).toBe(0);
+    await expectQueueEmpty(t);
+    await broker.deleteQueue(replies);
+  });
 });

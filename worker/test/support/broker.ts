@@ -266,6 +266,14 @@ export class TestBroker {
     await this.channel.assertQueue(name, { durable: false, autoDelete: false });
   }
 
+  async deleteQueue(name: string): Promise<void> {
+    await this.channel.deleteQueue(name);
+  }
+
+  async deleteExchange(name: string): Promise<void> {
+    await this.channel.deleteExchange(name);
+  }
+
   /** Takes every message currently in `queue` (acking them). */
   async drain(queue: string): Promise<amqp.GetMessage[]> {
     const messages: amqp.GetMessage[] = [];
