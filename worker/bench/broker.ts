@@ -9,6 +9,7 @@ import * as amqp from 'amqplib';
 import { WORKER_DEFAULTS } from '../src/contract';
 import { assertTopology, TopologyNames } from '../src/topology';
 import { JobMessage, PUBLISHED_AT_HEADER } from './models';
+import { CoresUsed, CpuTimeline, findBrokerPid } from './proc';
 
 /** Where the local RabbitMQ listens; override with RABBITMQ_URL. */
 export const BROKER_URL = process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -71,6 +72,8 @@ export interface DrainResult {
   readonly seconds: number;
   /** Messages per second between the first and the last delivery. */
   readonly perSecond: number;
+  /** CPU used by the broker and this harness while draining, in cores. */
+  readonly cores: CoresUsed;
 }
 
 /**
@@ -79,6 +82,7 @@ export interface DrainResult {
  */
 export async function drainWithBareConsumer(queue: string, count: number, prefetch: number): Promise<DrainResult> {
   const connection = await amqp.connect(BROKER_URL);
+  const cpu = new CpuTimeline({ broker: findBrokerPid() });
   try {
     const channel = await connection.createChannel();
     await channel.prefetch(prefetch);
@@ -98,9 +102,11 @@ export async function drainWithBareConsumer(queue: string, count: number, prefet
         .catch(reject);
     });
     await done;
+    cpu.sample();
     const seconds = (last - first) / 1000;
-    return { messages: received, seconds, perSecond: seconds > 0 ? (received - 1) / seconds : 0 };
+    return { messages: received, seconds, perSecond: seconds > 0 ? (received - 1) / seconds : 0, cores: cpu.coresBetween(first, last) };
   } finally {
+    cpu.stop();
     await connection.close().catch(() => undefined);
   }
 }

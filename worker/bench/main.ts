@@ -71,12 +71,14 @@ async function main(): Promise<void> {
     `onnxruntime-node ${environment.onnxruntime}, RabbitMQ ${environment.rabbitmq}, load average ${environment.loadAverageBefore.join(' ')}`);
 
   const results: Record<string, unknown> = {};
+  const limitLines: string[] = [];
   const comparisons: Comparison[] = [];
   let batchingGain: number | undefined;
 
   if (options.models.includes('mlp')) {
     const model = mlpModel();
     const [brokerLimit, inference] = await limits(model, sizes.mlpJobs, DEFAULT_MAX_BATCH, [DEFAULT_MAX_BATCH], sizes.inferenceSeconds);
+    limitLines.push(...describeLimits(model, brokerLimit, inference));
     const common = { model, jobs: sizes.mlpJobs, latencySeconds: sizes.latencySeconds, latencyLoad: options.latencyLoad, timeoutSeconds: 300 };
     // Same prefetch for both: the gain measured is batching's alone, not a deeper pipeline's.
     const batched = await step(`mlp: worker, MAX_BATCH_SIZE=${DEFAULT_MAX_BATCH}`, () =>
@@ -96,6 +98,7 @@ async function main(): Promise<void> {
   if (options.models.includes('detection')) {
     const model = detectionModel();
     const [brokerLimit, inference] = await limits(model, sizes.detectionJobs, 1, [1, DEFAULT_MAX_BATCH], sizes.inferenceSeconds);
+    limitLines.push(...describeLimits(model, brokerLimit, inference));
     const common = { model, jobs: sizes.detectionJobs, latencySeconds: sizes.latencySeconds, latencyLoad: options.latencyLoad, timeoutSeconds: 600 };
     // The worker's defaults at batch 1: PREFETCH follows MAX_BATCH_SIZE.
     const single = await step('detection: worker, MAX_BATCH_SIZE=1', () =>
@@ -113,7 +116,7 @@ async function main(): Promise<void> {
 
   environment.loadAverageAfter = loadavg().map((l) => round(l, 2));
   const targets = checkTargets(comparisons, batchingGain);
-  printReport(comparisons, batchingGain, targets);
+  printReport(limitLines, comparisons, batchingGain, targets);
 
   const out = options.out ?? (options.smoke ? undefined : resolve(__dirname, 'results', 'worker.json'));
   if (out) {
@@ -209,8 +212,21 @@ function target(name: string, required: number, measured: number): TargetCheck {
   return { target: name, required, measured: round(measured), met: measured >= required };
 }
 
-function printReport(comparisons: Comparison[], batchingGain: number | undefined, targets: TargetCheck[]): void {
-  const header = ['run', 'batch', 'prefetch', 'jobs/s', 'broker lim', 'infer lim', 'ratio', 'p50 ms', 'p95 ms', 'p99 ms', 'mean batch', 'infer busy', 'cores', 'peak RSS MiB'];
+function describeLimits(model: BenchModel, broker: Map<number, DrainResult>, inference: Map<number, InferenceLimit>): string[] {
+  const lines: string[] = [];
+  for (const [prefetch, d] of broker) {
+    lines.push(`  ${model.key}: broker limit at prefetch ${prefetch}: ${fmt(d.perSecond)} msg/s (broker ${fmt(d.cores.broker, 2)} cores, harness ${fmt(d.cores.harness, 2)})`);
+  }
+  for (const l of inference.values()) {
+    lines.push(`  ${model.key}: inference limit at batch ${l.batchSize}: ${fmt(l.inferencesPerSecond)} inferences/s (${fmt(l.msPerCall)} ms per call)`);
+  }
+  return lines;
+}
+
+function printReport(limitLines: string[], comparisons: Comparison[], batchingGain: number | undefined, targets: TargetCheck[]): void {
+  console.log('\nlimits:');
+  for (const line of limitLines) console.log(line);
+  const header = ['run', 'batch', 'prefetch', 'jobs/s', 'broker lim', 'infer lim', 'ratio', 'p50 ms', 'p95 ms', 'p99 ms', 'mean batch', 'infer busy', 'cores w/b/h', 'peak RSS MiB'];
   const rows = comparisons.map((c) => [
     c.run.label,
     String(c.run.maxBatchSize),
@@ -224,7 +240,7 @@ function printReport(comparisons: Comparison[], batchingGain: number | undefined
     fmt(c.run.latency?.ms.p99),
     fmt(c.run.meanBatchSize),
     fmt(c.run.inferenceBusy),
-    fmt(c.run.workerCores),
+    [c.run.cores.worker, c.run.cores.broker, c.run.cores.harness].map((v) => fmt(v, 2)).join('/'),
     fmt(c.run.peakRssMiB),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
@@ -242,8 +258,8 @@ function printReport(comparisons: Comparison[], batchingGain: number | undefined
   for (const t of targets) console.log(`  ${t.met ? 'met   ' : 'MISSED'} ${t.target}: ${t.measured} (needs >= ${t.required})`);
 }
 
-function fmt(value: number | undefined): string {
-  return value === undefined || Number.isNaN(value) ? '-' : String(round(value));
+function fmt(value: number | undefined, digits = 3): string {
+  return value === undefined || Number.isNaN(value) ? '-' : String(round(value, digits));
 }
 
 async function step<T>(what: string, run: () => Promise<T>): Promise<T> {

@@ -22,6 +22,7 @@ import { MessageType, WorkerEnv, WorkerHttp, WorkerMetrics } from '../src/contra
 import { TopologyNames } from '../src/topology';
 import { BROKER_URL, declareTopology, deleteTopology, fillQueue, publish, uniqueTopology } from './broker';
 import { BenchModel, jobMessage } from './models';
+import { CoresUsed, CpuTimeline, findBrokerPid, peakRssMiB } from './proc';
 import { metricTotal, percentiles, Percentiles, sleep } from './stats';
 
 /** How one worker run is configured. */
@@ -68,8 +69,8 @@ export interface WorkerRunResult {
   readonly meanBatchSize: number;
   /** Share of the drain spent inside model calls (the worker's inference duration histogram). */
   readonly inferenceBusy: number;
-  /** CPU the worker process used during the drain, in cores (user + system seconds per second). */
-  readonly workerCores: number;
+  /** CPU used during the drain by the worker, the broker and this harness, in cores (CPU seconds per second). */
+  readonly cores: CoresUsed;
   readonly timings: WorkerTimings;
   readonly latency?: { readonly publishRate: number; readonly achievedRate: number; readonly ms: Percentiles };
   /** Peak resident memory of the worker process (VmHWM), in MiB. */
@@ -94,8 +95,10 @@ export async function runWorker(options: WorkerRunOptions): Promise<WorkerRunRes
     await fillQueue(names.jobQueue, options.jobs, (i) => jobMessage(options.model, `${drainPrefix}${i}`));
 
     worker = await WorkerProcess.start(options, names);
+    const cpu = new CpuTimeline({ worker: worker.pid, broker: findBrokerPid() });
     const drained = await results.waitFor(drainPrefix, options.jobs, options.timeoutSeconds, worker);
-    const cpuAtEnd = worker.cpuSeconds();
+    cpu.sample();
+    cpu.stop();
     const metrics = await worker.metrics();
 
     const arrivals = [...drained.values()].sort((a, b) => a.at - b.at);
@@ -108,7 +111,7 @@ export async function runWorker(options: WorkerRunOptions): Promise<WorkerRunRes
     }
 
     const latency = options.latencySeconds > 0 ? await measureLatency(options, names, results, worker, jobsPerSecond) : undefined;
-    const peakRssMiB = worker.peakRssMiB();
+    const peakRss = peakRssMiB(worker.pid);
 
     return {
       label: options.label,
@@ -121,10 +124,10 @@ export async function runWorker(options: WorkerRunOptions): Promise<WorkerRunRes
       meanBatchSize: ratio(metricTotal(metrics, `${WorkerMetrics.batchSize}_sum`), metricTotal(metrics, `${WorkerMetrics.batchSize}_count`)),
       // Counted over the whole drain including start-up of the consumer; the model is idle only between calls.
       inferenceBusy: ratio(metricTotal(metrics, `${WorkerMetrics.inferenceDurationSeconds}_sum`), seconds),
-      workerCores: ratio(cpuAtEnd - worker.cpuAtFirstResult(drained), seconds),
+      cores: cpu.coresBetween(arrivals[0].at, arrivals[arrivals.length - 1].at),
       timings: meanTimings(arrivals),
       latency,
-      peakRssMiB,
+      peakRssMiB: peakRss,
       startupSeconds,
     };
   } finally {
@@ -271,8 +274,6 @@ class WorkerProcess {
   readonly startedAt = performance.now();
   exited = false;
   exitDescription = '';
-  private readonly cpuSamples: Array<{ at: number; seconds: number }> = [];
-  private readonly sampler: NodeJS.Timeout;
 
   private constructor(
     private readonly child: ChildProcess,
@@ -283,33 +284,10 @@ class WorkerProcess {
       this.exited = true;
       this.exitDescription = signal ? `signal ${signal}` : `code ${code}`;
     });
-    // A CPU reading every 50 ms lets the drain's CPU time start at its first result, not at process start.
-    this.sampler = setInterval(() => this.cpuSamples.push({ at: performance.now(), seconds: this.cpuSeconds() }), 50);
   }
 
-  /** User + system CPU seconds of the worker so far, from /proc/<pid>/stat. */
-  cpuSeconds(): number {
-    try {
-      const fields = readFileSync(`/proc/${this.child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
-      // Fields 14 and 15 of stat (utime, stime) are at 11 and 12 after the command name; clock ticks of 1/100 s.
-      return (Number(fields[11]) + Number(fields[12])) / 100;
-    } catch {
-      return NaN;
-    }
-  }
-
-  /** The CPU reading taken closest before the first result of `arrivals`. */
-  cpuAtFirstResult(arrivals: Map<string, Arrival>): number {
-    const first = Math.min(...[...arrivals.values()].map((a) => a.at));
-    const before = this.cpuSamples.filter((s) => s.at <= first);
-    return before.length > 0 ? before[before.length - 1].seconds : 0;
-  }
-
-  /** Peak resident set size (VmHWM) in MiB. */
-  peakRssMiB(): number {
-    const status = readFileSync(`/proc/${this.child.pid}/status`, 'utf8');
-    const kib = Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1]);
-    return kib / 1024;
+  get pid(): number {
+    return this.child.pid!;
   }
 
   /** The worker's Prometheus exposition. */
@@ -328,7 +306,6 @@ class WorkerProcess {
 
   /** SIGTERM, as Kubernetes stops a pod; SIGKILL if the worker is not gone after 30 s. */
   async stop(): Promise<void> {
-    clearInterval(this.sampler);
     if (this.exited) return;
     const gone = new Promise<void>((done) => this.child.once('exit', () => done()));
     this.child.kill('SIGTERM');
