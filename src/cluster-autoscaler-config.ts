@@ -13,7 +13,7 @@ import {
 } from './cluster-autoscaler/providers';
 import { clusterRules, namespaceRules, PRIORITY_EXPANDER_CONFIGMAP } from './cluster-autoscaler/rbac';
 import { CLUSTER_AUTOSCALER_IMAGE_REPOSITORY, CLUSTER_AUTOSCALER_TAGS, kubernetesMinor } from './cluster-autoscaler/versions';
-import { checkPositive, invalidProp } from './validation';
+import { invalidProp } from './validation';
 
 export * from './cluster-autoscaler/node-groups';
 export * from './cluster-autoscaler/providers';
@@ -206,11 +206,13 @@ export class ClusterAutoscalerConfig extends Construct {
       metadata: { name: 'cluster-autoscaler', labels },
       rules: clusterRules({ dra: minor >= 32, clusterApi: setup.clusterApiRbac }),
     });
-    new k8s.KubeClusterRoleBinding(this, 'cluster-role-binding', {
+    const clusterRoleBinding = new k8s.KubeClusterRoleBinding(this, 'cluster-role-binding', {
       metadata: { name: 'cluster-autoscaler', labels },
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: this.clusterRole.name },
       subjects,
     });
+    clusterScoped(this.clusterRole);
+    clusterScoped(clusterRoleBinding);
     this.role = new k8s.KubeRole(this, 'role', { metadata: metadata('cluster-autoscaler'), rules: namespaceRules() });
     new k8s.KubeRoleBinding(this, 'role-binding', {
       metadata: metadata('cluster-autoscaler'),
@@ -310,6 +312,11 @@ export class ClusterAutoscalerConfig extends Construct {
   }
 }
 
+/** Drops the namespace a namespaced chart gives every object from an object that has none (ClusterRole, ...). */
+export function clusterScoped(object: ApiObject): void {
+  if (object.metadata.namespace !== undefined) object.addJsonPatch(JsonPatch.remove('/metadata/namespace'));
+}
+
 /** Rejects anything but a provider made by the factories (e.g. a plain object from JavaScript). */
 function checkProvider(provider: ClusterAutoscalerProvider): ClusterAutoscalerProvider {
   if (!(provider instanceof ClusterAutoscalerProvider)) {
@@ -369,11 +376,12 @@ function renderArgs(
   if (!(threshold >= 0 && threshold <= 1)) {
     invalidProp(CONSTRUCT, 'scaleDownGpuUtilizationThreshold', `is ${threshold}`, 'Use a share between 0 and 1, e.g. 0.3.');
   }
-  const duration = (prop: string, value: Duration | undefined, fallback: Duration) => {
-    const d = value ?? fallback;
-    checkPositive(CONSTRUCT, prop, d.toSeconds());
-    return goDuration(d);
+  const seconds = (prop: string, value: Duration | undefined, fallback: Duration) => {
+    const s = (value ?? fallback).toMilliseconds() / 1000;
+    if (!Number.isInteger(s) || s <= 0) invalidProp(CONSTRUCT, prop, `is ${s} seconds`, 'Use a whole, positive number of seconds.');
+    return s;
   };
+  const duration = (prop: string, value: Duration | undefined, fallback: Duration) => goDuration(seconds(prop, value, fallback));
 
   const flags: Array<[string, string]> = [
     ['expander', expander === GpuExpander.PRIORITY ? 'priority,least-waste' : 'least-waste'],
@@ -382,7 +390,7 @@ function renderArgs(
     ['scale-down-delay-after-add', duration('scaleDownDelayAfterAdd', props.scaleDownDelayAfterAdd, Duration.minutes(15))],
     ['scale-down-gpu-utilization-threshold', String(threshold)],
     ['max-node-provision-time', duration('maxNodeProvisionTime', props.maxNodeProvisionTime, Duration.minutes(20))],
-    ['max-graceful-termination-sec', String((props.maxGracefulTermination ?? Duration.hours(1)).toSeconds())],
+    ['max-graceful-termination-sec', String(seconds('maxGracefulTermination', props.maxGracefulTermination, Duration.hours(1)))],
     // Workers keep models and batches in emptyDir volumes; without this no GPU node running one could ever go.
     ['skip-nodes-with-local-storage', 'false'],
     // A node being removed takes no new pods, so a worker is not scheduled onto it and evicted again.
@@ -394,7 +402,6 @@ function renderArgs(
     for (const g of groups) totals.set(g.gpuType, (totals.get(g.gpuType) ?? 0) + g.maxSize * g.gpusPerNode);
     for (const [type, max] of totals) flags.push(['gpu-total', `${type}:0:${max}`]);
   }
-  checkPositive(CONSTRUCT, 'maxGracefulTermination', (props.maxGracefulTermination ?? Duration.hours(1)).toSeconds());
 
   // User flags replace ours by name; several occurrences (e.g. gpu-total) are all replaced.
   const extra = Object.entries(props.extraArgs ?? {});
@@ -422,7 +429,6 @@ function renderPriorities(provider: ClusterAutoscalerProvider, gpu: readonly Res
 }
 
 /** A Go duration string: whole minutes as `15m`, otherwise seconds. */
-function goDuration(d: Duration): string {
-  const seconds = d.toSeconds();
+function goDuration(seconds: number): string {
   return seconds % 60 === 0 ? `${seconds / 60}m` : `${seconds}s`;
 }

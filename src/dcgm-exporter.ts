@@ -385,7 +385,7 @@ export class DcgmExporter extends Construct {
           {
             port: target.portName,
             path: '/metrics',
-            interval: `${scrapeInterval.toSeconds()}s`,
+            interval: scrapeInterval.toMilliseconds() % 1000 === 0 ? `${scrapeInterval.toMilliseconds() / 1000}s` : `${scrapeInterval.toMilliseconds()}ms`,
             honorLabels: true,
             relabelings: [
               {

@@ -66,6 +66,8 @@ describe('ClusterAutoscalerConfig on AWS (tag discovery)', () => {
       'ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'Deployment', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'ServiceAccount',
     ]);
     for (const m of manifests.filter((o) => !o.kind.startsWith('Cluster'))) expect(m.metadata.namespace).toBe('kube-system');
+    // Cluster-scoped objects carry no namespace, although the chart has one.
+    for (const m of manifests.filter((o) => o.kind.startsWith('Cluster'))) expect(m.metadata.namespace).toBeUndefined();
     expect(manifests).toMatchSnapshot();
   });
 
@@ -450,3 +452,10 @@ describe('ClusterAutoscalerConfig bad input', () => {
   });
 });
 
+
+describe('ClusterAutoscalerConfig durations', () => {
+  test('a duration that is not whole seconds', () => {
+    expect(() => new ClusterAutoscalerConfig(testChart(), 'ca', props({ maxNodeProvisionTime: Duration.millis(1500) })))
+      .toThrow(/`maxNodeProvisionTime` is 1.5 seconds. Use a whole, positive number of seconds./);
+  });
+});
