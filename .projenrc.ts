@@ -63,6 +63,8 @@ const project = new typescript.TypeScriptProject({
 });
 
 project.gitignore.exclude('/build/', '/worker/node_modules/', '/worker/dist/', '/worker/models/', '/.live/');
+// dist/ is the example app's synthesized manifests, committed on purpose (a test fails when it is stale).
+project.gitignore.removePatterns('/dist/');
 project.npmignore?.exclude('/imports/', '/worker/', '/dist/', '/bench/', '/build/', '/.ci/', 'cdk8s.yaml');
 project.npmignore?.include('/lib/imports/');
 

@@ -467,6 +467,12 @@ export class GpuWorkerDeployment extends Construct implements kplus.IScalable {
   /** Queue that rejected jobs are dead-lettered to. */
   public readonly deadLetterQueue: string;
 
+  /** Unacknowledged jobs the broker may push to one worker. */
+  public readonly prefetch: number;
+
+  /** Largest number of jobs run as one inference call. */
+  public readonly maxBatchSize: number;
+
   /** Longest job, as given. */
   public readonly maxJobDuration: Duration;
 
@@ -490,6 +496,8 @@ export class GpuWorkerDeployment extends Construct implements kplus.IScalable {
     const deliveryLimit = checkInteger(CONSTRUCT, 'deliveryLimit', props.deliveryLimit ?? WORKER_DEFAULTS.deliveryLimit);
     const maxBatchSize = checkInteger(CONSTRUCT, 'maxBatchSize', props.maxBatchSize ?? WORKER_DEFAULTS.maxBatchSize);
     const prefetch = checkInteger(CONSTRUCT, 'prefetch', props.prefetch ?? maxBatchSize);
+    this.maxBatchSize = maxBatchSize;
+    this.prefetch = prefetch;
     if (prefetch < maxBatchSize) {
       invalidProp(CONSTRUCT, 'prefetch', `(${prefetch}) is less than \`maxBatchSize\` (${maxBatchSize}), so batches never fill`,
         'Set `prefetch` >= `maxBatchSize`, or lower `maxBatchSize`.');

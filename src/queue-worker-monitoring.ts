@@ -15,6 +15,9 @@ import { checkDnsLabel, checkNonEmpty, checkPositive, invalidProp } from './vali
 
 const CONSTRUCT = 'QueueWorkerMonitoring';
 
+/** Longest `name` of a {@link QueueWorkerMonitoring}: its objects' names add up to 9 characters (`-rabbitmq`) within 63. */
+export const MAX_MONITORING_NAME = 63 - '-rabbitmq'.length;
+
 /** kube-state-metrics series the alerts read (kube-state-metrics v2 names). */
 export const KubeStateMetricsSeries = {
   /** Current replicas of a HorizontalPodAutoscaler, labels `namespace`, `horizontalpodautoscaler`. */
@@ -349,11 +352,11 @@ export class QueueWorkerMonitoring extends Construct {
     super(scope, id);
 
     // Validate the props and resolve defaults.
-    const base = props.name ?? Names.toDnsLabel(this, { maxLen: 63 - '-rabbitmq'.length });
+    const base = props.name ?? Names.toDnsLabel(this, { maxLen: MAX_MONITORING_NAME });
     checkDnsLabel(CONSTRUCT, 'name', base);
-    if (base.length > 63 - '-rabbitmq'.length) {
+    if (base.length > MAX_MONITORING_NAME) {
       invalidProp(CONSTRUCT, 'name', `(${base.length} characters) leaves no room for the "-rabbitmq" suffix within 63`,
-        `Use at most ${63 - '-rabbitmq'.length} characters.`);
+        `Use at most ${MAX_MONITORING_NAME} characters.`);
     }
     const workers = props.workers;
     if (workers.namespace === undefined) {

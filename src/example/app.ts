@@ -5,8 +5,18 @@
  * prometheus-adapter in `monitoring`. `npm run synth` writes one file per chart into dist/.
  */
 import { App } from 'cdk8s';
+import { AiWorkersChart } from './ai-workers-chart';
+import { ClusterChart } from './cluster-chart';
+import { MonitoringChart } from './monitoring-chart';
 
+/**
+ * Adds every chart of the example to `app`. Each chart is one line here; a chart that needs another one
+ * (its adapter rules, its monitoring scope) takes it as a prop.
+ */
 export function buildExampleApp(app: App = new App()): App {
+  new ClusterChart(app, 'cluster');
+  const monitoring = new MonitoringChart(app, 'monitoring');
+  new AiWorkersChart(app, 'ai-workers', { monitoring });
   return app;
 }
 

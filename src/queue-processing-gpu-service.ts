@@ -1,0 +1,138 @@
+import { Construct } from 'constructs';
+import { GpuWorkerDeployment, GpuWorkerDeploymentProps } from './gpu-worker-deployment';
+import { PrometheusAdapterRules } from './prometheus-adapter-rules';
+import { GpuUtilizationMetric, QueueScaledHpa, ScalingRules } from './queue-scaled-hpa';
+import { MAX_MONITORING_NAME, QueueWorkerMonitoring, QueueWorkerMonitoringProps } from './queue-worker-monitoring';
+import { BacklogMeasure } from './rabbitmq-metrics';
+import { invalidProp } from './validation';
+
+const CONSTRUCT = 'QueueProcessingGpuService';
+
+/** Where and how the monitoring objects of a {@link QueueProcessingGpuService} are created. */
+export interface QueueProcessingMonitoringOptions extends Omit<QueueWorkerMonitoringProps, 'workers' | 'vhost' | 'autoscalerName'> {
+  /**
+   * Scope of the monitoring objects, usually a chart in the namespace Prometheus runs in (`monitoring`), so that
+   * they sit next to the Prometheus that selects them.
+   * @default - this construct (the workers' chart and namespace)
+   */
+  readonly scope?: Construct;
+}
+
+/** Properties of a {@link QueueProcessingGpuService}. */
+export interface QueueProcessingGpuServiceProps extends Omit<GpuWorkerDeploymentProps, 'replicas'> {
+  /** Most workers; usually the number of GPUs the service may hold. */
+  readonly maxReplicas: number;
+
+  /**
+   * Fewest workers. Keeping one warm avoids a cold start (node, image, model) for the first job after a lull.
+   * @default 1
+   */
+  readonly minReplicas?: number;
+
+  /**
+   * RabbitMQ virtual host of the queue (the one in the AMQP URL).
+   * @default '/'
+   */
+  readonly vhost?: string;
+
+  /**
+   * What counts as backlog for scaling.
+   * @default BacklogMeasure.READY_AND_UNACKED
+   */
+  readonly backlog?: BacklogMeasure;
+
+  /**
+   * Jobs of backlog one worker is expected to carry.
+   * @default - the workers' prefetch: the number of jobs one worker holds at once
+   */
+  readonly backlogPerReplica?: number;
+
+  /**
+   * Also scale on per-pod GPU utilization (the autoscaler follows the larger proposal).
+   * @default - backlog only
+   */
+  readonly gpuUtilization?: GpuUtilizationMetric;
+
+  /**
+   * Scale-up limits.
+   * @default - QueueScaledHpa's defaults (fast)
+   */
+  readonly scaleUp?: ScalingRules;
+
+  /**
+   * Scale-down limits.
+   * @default - QueueScaledHpa's defaults (slow, stabilized)
+   */
+  readonly scaleDown?: ScalingRules;
+
+  /**
+   * The app's prometheus-adapter rules.
+   * @default - the app's PrometheusAdapterRules, created in this chart if there is none
+   */
+  readonly adapterRules?: PrometheusAdapterRules;
+
+  /**
+   * Scrape objects and alerts, or `false` for none.
+   * @default - created in this construct's chart with QueueWorkerMonitoring's defaults
+   */
+  readonly monitoring?: QueueProcessingMonitoringOptions | false;
+}
+
+/**
+ * GPU workers that drain a RabbitMQ queue, scaled on its backlog and watched by Prometheus: a
+ * {@link GpuWorkerDeployment}, a {@link QueueScaledHpa} on it (with its prometheus-adapter rules), and a
+ * {@link QueueWorkerMonitoring} with the alerts on the queue and the workers. Each part is a public field, to be
+ * adjusted without forking the pattern.
+ */
+export class QueueProcessingGpuService extends Construct {
+  /** The worker pods. */
+  public readonly workers: GpuWorkerDeployment;
+
+  /** The autoscaler of the workers. */
+  public readonly autoscaler: QueueScaledHpa;
+
+  /** The scrape objects and alerts, unless turned off. */
+  public readonly monitoring?: QueueWorkerMonitoring;
+
+  constructor(scope: Construct, id: string, props: QueueProcessingGpuServiceProps) {
+    super(scope, id);
+
+    // Reject what cannot work together before anything is built.
+    if ((props as { replicas?: number }).replicas !== undefined) {
+      invalidProp(CONSTRUCT, 'replicas', 'is set, but the autoscaler owns the replica count',
+        'Remove `replicas`; use `minReplicas` and `maxReplicas`.');
+    }
+
+    // The workers, then the autoscaler that sizes them on the queue they consume.
+    this.workers = new GpuWorkerDeployment(this, 'Workers', props);
+    this.autoscaler = new QueueScaledHpa(this, 'Autoscaler', {
+      target: this.workers,
+      queue: this.workers.queue,
+      vhost: props.vhost,
+      backlog: props.backlog,
+      backlogPerReplica: props.backlogPerReplica ?? this.workers.prefetch,
+      minReplicas: props.minReplicas ?? 1,
+      maxReplicas: props.maxReplicas,
+      gpuUtilization: props.gpuUtilization,
+      scaleUp: props.scaleUp,
+      scaleDown: props.scaleDown,
+      adapterRules: props.adapterRules,
+    });
+
+    // Scraping and alerts on the same queue, workers and autoscaler.
+    if (props.monitoring !== false) {
+      const { scope: monitoringScope, ...options } = props.monitoring ?? {};
+      // In another scope (a monitoring chart), the id comes from this construct's path so that two services never
+      // collide there, and the objects are named after the workers when the name leaves room for the suffixes.
+      const monitoringId = monitoringScope ? `${this.node.path.replace(/\//g, '-')}-Monitoring` : 'Monitoring';
+      const workerName = this.workers.name.length <= MAX_MONITORING_NAME ? this.workers.name : undefined;
+      this.monitoring = new QueueWorkerMonitoring(monitoringScope ?? this, monitoringId, {
+        ...options,
+        name: options.name ?? (monitoringScope ? workerName : undefined),
+        workers: this.workers,
+        vhost: this.autoscaler.scaling.vhost,
+        autoscalerName: this.autoscaler.hpa.name,
+      });
+    }
+  }
+}

@@ -1,0 +1,123 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { App, Chart, Testing } from 'cdk8s';
+import { parseAllDocuments } from 'yaml';
+import { WorkerEnv, WorkerHttp } from '../src/contract';
+import { buildExampleApp } from '../src/example/app';
+import { Manifest, all, only, validateManifest } from './util/manifests';
+
+const DIST = join(__dirname, '..', 'dist');
+
+/** The example app's manifests, chart by chart, each object validated against its schema. */
+function synthesizeCharts(): Map<string, Manifest[]> {
+  const app = buildExampleApp(Testing.app());
+  const charts = new Map<string, Manifest[]>();
+  for (const chart of app.charts as Chart[]) {
+    const manifests = chart.toJson() as Manifest[];
+    manifests.forEach(validateManifest);
+    charts.set(chart.node.id, manifests);
+  }
+  return charts;
+}
+
+describe('example app', () => {
+  const charts = synthesizeCharts();
+  const everything = [...charts.values()].flat();
+  const workers = charts.get('ai-workers')!;
+  const monitoring = charts.get('monitoring')!;
+  const cluster = charts.get('cluster')!;
+
+  test('dist/ is what `npm run synth` writes today', () => {
+    const outdir = mkdtempSync(join(tmpdir(), 'example-synth-'));
+    try {
+      buildExampleApp(new App({ outdir })).synth();
+      const expected = readdirSync(outdir).sort();
+      const committed = readdirSync(DIST).filter((f) => f.endsWith('.yaml')).sort();
+      const stale = 'dist/ is stale: run `npm run synth` and commit dist/.';
+      expect({ files: committed, hint: stale }).toEqual({ files: expected, hint: stale });
+      for (const file of expected) {
+        const fresh = readFileSync(join(outdir, file), 'utf8');
+        const onDisk = readFileSync(join(DIST, file), 'utf8');
+        if (fresh !== onDisk) throw new Error(`dist/${file} is stale: run \`npm run synth\` and commit dist/.`);
+      }
+    } finally {
+      rmSync(outdir, { recursive: true, force: true });
+    }
+  });
+
+  test('every committed manifest in dist/ validates against its schema', () => {
+    for (const file of readdirSync(DIST).filter((f) => f.endsWith('.yaml'))) {
+      const docs = parseAllDocuments(readFileSync(join(DIST, file), 'utf8')).map((d) => d.toJSON() as Manifest);
+      expect(docs.length).toBeGreaterThan(0);
+      docs.forEach(validateManifest);
+    }
+  });
+
+  test('snapshot of the OCR service\'s objects', () => {
+    // Only this service's objects: other charts (GPU infrastructure, KEDA) add to `monitoring` and the adapter rules.
+    const ocrMonitoring = monitoring.filter((m) => m.metadata.name?.startsWith('ocr-workers'));
+    expect({ cluster, monitoring: ocrMonitoring, workers }).toMatchSnapshot();
+  });
+
+  test('RabbitMQ is scraped in messaging, workers run in ai-workers, monitoring objects live in monitoring', () => {
+    const serviceMonitor = only(monitoring, 'ServiceMonitor', 'ocr-workers-rabbitmq');
+    expect(serviceMonitor.spec.namespaceSelector.matchNames).toEqual(['messaging']);
+    for (const m of monitoring) expect(m.metadata.namespace).toBe('monitoring');
+    for (const m of workers) expect(m.metadata.namespace).toBe('ai-workers');
+    for (const m of cluster) expect(m.metadata.namespace).toBeUndefined();
+  });
+
+  test('the workers\' namespace enforces the restricted profile their pods are built for', () => {
+    const namespace = only(cluster, 'Namespace', 'ai-workers');
+    expect(namespace.metadata.labels!['pod-security.kubernetes.io/enforce']).toBe('restricted');
+    const pod = only(workers, 'Deployment', 'ocr-workers').spec.template.spec;
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+    for (const c of [...pod.containers, ...(pod.initContainers ?? [])]) {
+      expect(c.securityContext).toMatchObject({ allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    }
+    expect(pod.volumes.some((v: any) => v.hostPath)).toBe(false);
+  });
+
+  test('the HPA scales the worker Deployment, which carries no replicas, on a metric the adapter serves', () => {
+    const deployment = only(workers, 'Deployment', 'ocr-workers');
+    const hpa = only(workers, 'HorizontalPodAutoscaler');
+    expect(hpa.spec.scaleTargetRef).toEqual({ apiVersion: 'apps/v1', kind: 'Deployment', name: deployment.metadata.name });
+    expect(deployment.spec.replicas).toBeUndefined();
+    expect(hpa.spec).toMatchObject({ minReplicas: 1, maxReplicas: 40 });
+
+    const adapterConfig = only(monitoring, 'ConfigMap', 'prometheus-adapter-rules').data['config.yaml'];
+    const metricName = hpa.spec.metrics[0].external.metric.name;
+    expect(adapterConfig).toContain(`as: ${metricName}`);
+    // The backlog per worker is the jobs one worker holds: its prefetch.
+    const prefetch = deployment.spec.template.spec.containers[0].env.find((e: any) => e.name === WorkerEnv.PREFETCH).value;
+    expect(hpa.spec.metrics[0].external.target.averageValue).toBe(prefetch);
+  });
+
+  test('the PodMonitor and the alerts point at the worker pods and the autoscaler', () => {
+    const deployment = only(workers, 'Deployment', 'ocr-workers');
+    const hpa = only(workers, 'HorizontalPodAutoscaler');
+    const podMonitor = only(monitoring, 'PodMonitor');
+    expect(podMonitor.spec.selector.matchLabels).toEqual(deployment.spec.selector.matchLabels);
+    expect(deployment.spec.template.spec.containers[0].ports.map((p: any) => p.name)).toContain(podMonitor.spec.podMetricsEndpoints[0].port);
+    expect(podMonitor.spec.podMetricsEndpoints[0].port).toBe(WorkerHttp.portName);
+
+    const rules = only(monitoring, 'PrometheusRule').spec.groups.flatMap((g: any) => g.rules);
+    const atMax = rules.find((r: any) => r.alert === 'JobQueueAutoscalerAtMaxReplicas');
+    expect(atMax.expr).toContain(`horizontalpodautoscaler="${hpa.metadata.name}"`);
+  });
+
+  test('the workers\' PriorityClass is part of the app', () => {
+    const deployment = only(workers, 'Deployment', 'ocr-workers');
+    const className = deployment.spec.template.spec.priorityClassName;
+    expect(all(everything, 'PriorityClass').map((p) => p.metadata.name)).toContain(className);
+  });
+
+  test('the AMQP URL is only referenced, never written', () => {
+    const deployment = only(workers, 'Deployment', 'ocr-workers');
+    const url = deployment.spec.template.spec.containers[0].env.find((e: any) => e.name === WorkerEnv.RABBITMQ_URL);
+    expect(url).toEqual({ name: WorkerEnv.RABBITMQ_URL, valueFrom: { secretKeyRef: { name: 'rabbitmq-ocr-worker', key: 'url' } } });
+    expect(JSON.stringify(everything)).not.toMatch(/amqps?:\/\/[^"]*@/);
+    expect(all(everything, 'Secret')).toEqual([]);
+  });
+});
