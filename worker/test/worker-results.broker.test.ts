@@ -3,15 +3,18 @@
  * answered and dead-lettered without stopping the worker, inference errors are retried up to the delivery limit.
  */
 import { execFile } from 'node:child_process';
-import { rmSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { JobOutcome, MessageType, WorkerEnv, WorkerMetrics } from '../src/contract';
 import { BINARY_CONTENT_TYPE, BINARY_JOB_HEADER, SCHEMA_VERSION } from '../src/messages';
 import {
+  BROKER_URL,
   ensureWorkerBuilt,
   MODELS,
+  runCli,
   TestBroker,
   TestTopology,
   uniqueTopology,
@@ -175,6 +178,56 @@ describe('results', () => {
     expect(await ctx.worker.metric(`${WorkerMetrics.jobsInFlight}`)).toBe(0);
     expect(await ctx.worker.metric(`${WorkerMetrics.brokerConnected}`)).toBe(1);
     expect(await ctx.worker.metric(`${WorkerMetrics.executionProviderInfo}{provider="cpu"}`)).toBe(1);
+  });
+});
+
+describe('ai-worker-cli', () => {
+  let ctx: Awaited<ReturnType<typeof startWorker>>;
+
+  beforeAll(async () => {
+    ctx = await startWorker('cli', { [WorkerEnv.MODEL_PATH]: MODELS.mlp });
+  });
+
+  afterAll(() => stopWorker(ctx));
+
+  test('publishes generated jobs in every encoding with confirms, and follows their results to the count', async () => {
+    const env = {
+      [WorkerEnv.RABBITMQ_URL]: BROKER_URL,
+      [WorkerEnv.JOB_QUEUE]: ctx.topology.jobQueue,
+      [WorkerEnv.RESULTS_EXCHANGE]: ctx.topology.resultsExchange,
+    };
+    const follow = runCli(['follow', '--count', '9', '--timeout', '60', '--brief'], env);
+    await follow.waitForStderr('following results'); // printed once its queue is bound
+
+    for (const encoding of ['json', 'base64', 'binary']) {
+      const published = await runCli(['publish', '--model', MODELS.mlp, '--encoding', encoding, '-n', '3', '--rate', '100', '--job-id-prefix', `${encoding}-`, '-q'], env).done;
+      expect(published.code).toBe(0);
+      expect(JSON.parse(published.stdout)).toMatchObject({ published: 3, confirmed: 3, returned: 0 });
+    }
+
+    const followed = await follow.done;
+    expect(followed.code).toBe(0);
+    const lines = followed.stdout.trim().split('\n').map((line) => JSON.parse(line));
+    expect(lines.map((l) => l.jobId).sort()).toEqual(['base64-0', 'base64-1', 'base64-2', 'binary-0', 'binary-1', 'binary-2', 'json-0', 'json-1', 'json-2']);
+    expect(new Set(lines.map((l) => l.type))).toEqual(new Set([MessageType.jobCompleted]));
+  });
+
+  test('publish refuses an invalid job file with the schema error, and reports jobs no queue took', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'worker-cli-test-'));
+    try {
+      const file = join(dir, 'job.json');
+      writeFileSync(file, JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP33', shape: [1, 4], data: [1, 2, 3, 4] }] }));
+      const invalid = await runCli(['publish', '--file', file, '--queue', ctx.topology.jobQueue, '-q'], { [WorkerEnv.RABBITMQ_URL]: BROKER_URL }).done;
+      expect(invalid.code).toBe(1);
+      expect(invalid.stderr).toContain('inputs.0.datatype');
+
+      writeFileSync(file, JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] }));
+      const nowhere = await runCli(['publish', '--file', file, '--queue', `${ctx.topology.jobQueue}.missing`, '-q'], { [WorkerEnv.RABBITMQ_URL]: BROKER_URL }).done;
+      expect(nowhere.code).toBe(1);
+      expect(nowhere.stderr).toContain(`queue '${ctx.topology.jobQueue}.missing' does not exist`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -199,13 +199,24 @@ export class WorkerProcess {
   }
 }
 
-/** Runs the compiled CLI; resolves with its exit code and output. */
-export async function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolveRun) => {
-    execFile(process.execPath, [CLI_JS, ...args], { cwd: WORKER_DIR, env: { PATH: process.env.PATH, ...env } }, (err, stdout, stderr) => {
-      resolveRun({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
+/** Runs the compiled CLI; `done` resolves with its exit code and output, `waitForStderr` with a line it printed. */
+export function runCli(args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, [CLI_JS, ...args], { cwd: WORKER_DIR, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+  const done = new Promise<{ code: number; stdout: string; stderr: string }>((resolveRun) =>
+    child.once('close', (code) => resolveRun({ code: code ?? 1, stdout, stderr })),
+  );
+  const waitForStderr = async (text: string, timeoutMs = 15_000): Promise<void> => {
+    const deadline = Date.now() + timeoutMs;
+    while (!stderr.includes(text)) {
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the CLI did not print "${text}"; stderr:\n${stderr}`);
+      await sleep(50);
+    }
+  };
+  return { done, waitForStderr };
 }
 
 // ------------------------------------------------------------------------------------------ the broker
