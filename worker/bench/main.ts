@@ -19,6 +19,7 @@ import * as amqp from 'amqplib';
 import { Command, InvalidArgumentError } from 'commander';
 import { BROKER_URL, declareTopology, deleteTopology, drainWithBareConsumer, fillQueue, uniqueTopology, DrainResult } from './broker';
 import { InferenceLimit, measureInferenceLimit } from './inference-limit';
+import { printProfileSummary } from './profile-summary';
 import { BenchModel, DEFAULT_MAX_BATCH, detectionModel, jobMessage, mlpModel } from './models';
 import { round } from './stats';
 import { runWorker, WorkerRunResult } from './worker-run';
@@ -59,11 +60,14 @@ interface Options {
   readonly out?: string;
   readonly cpuProf?: string;
   readonly latencyLoad: number;
+  readonly mlpJobs?: number;
+  readonly detectionJobs?: number;
 }
 
 async function main(): Promise<void> {
   const options = parseOptions();
-  const sizes = options.smoke ? SMOKE : FULL;
+  const base = options.smoke ? SMOKE : FULL;
+  const sizes: Sizes = { ...base, mlpJobs: options.mlpJobs ?? base.mlpJobs, detectionJobs: options.detectionJobs ?? base.detectionJobs };
   const started = Date.now();
   const environment = await describeEnvironment();
   console.log(`worker benchmark${options.smoke ? ' (smoke: sizes too small to mean anything)' : ''}`);
@@ -117,6 +121,11 @@ async function main(): Promise<void> {
   environment.loadAverageAfter = loadavg().map((l) => round(l, 2));
   const targets = checkTargets(comparisons, batchingGain);
   printReport(limitLines, comparisons, batchingGain, targets);
+  for (const c of comparisons) {
+    if (!c.run.cpuProfile) continue;
+    console.log(`\nCPU profile of the worker, ${c.run.label} (whole process life: start-up, drain, latency phase):`);
+    printProfileSummary(c.run.cpuProfile, 12);
+  }
 
   const out = options.out ?? (options.smoke ? undefined : resolve(__dirname, 'results', 'worker.json'));
   if (out) {
@@ -300,12 +309,20 @@ function parseOptions(): Options {
     .option('--out <file>', 'results JSON (default bench/results/worker.json; none in smoke mode)')
     .option('--cpu-prof <dir>', 'write a V8 CPU profile of each worker process into <dir>')
     .option('--latency-load <fraction>', 'publish rate of the latency phase, as a fraction of the drained throughput', fraction, 0.5)
+    .option('--mlp-jobs <n>', `jobs per MLP stage (default ${FULL.mlpJobs}, smoke ${SMOKE.mlpJobs})`, positiveInt)
+    .option('--detection-jobs <n>', `jobs per detection stage (default ${FULL.detectionJobs}, smoke ${SMOKE.detectionJobs})`, positiveInt)
     .parse();
-  const opts = program.opts<{ smoke: boolean; models: string[]; out?: string; cpuProf?: string; latencyLoad: number }>();
+  const opts = program.opts<{ smoke: boolean; models: string[]; out?: string; cpuProf?: string; latencyLoad: number; mlpJobs?: number; detectionJobs?: number }>();
   for (const m of opts.models) {
     if (m !== 'mlp' && m !== 'detection') throw new InvalidArgumentError(`--models: unknown model "${m}"; use mlp and/or detection`);
   }
   return { ...opts, smoke: opts.smoke || process.env.BENCH_SMOKE === '1', cpuProf: opts.cpuProf ? resolve(opts.cpuProf) : undefined };
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 2) throw new InvalidArgumentError('must be a whole number of at least 2');
+  return n;
 }
 
 function fraction(value: string): number {

@@ -12,7 +12,7 @@
  *    measure how long a job waited in a full queue.
  */
 import { spawn, ChildProcess } from 'child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync } from 'fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync } from 'fs';
 import { createServer } from 'net';
 import { tmpdir } from 'os';
 import { join, resolve } from 'path';
@@ -76,6 +76,8 @@ export interface WorkerRunResult {
   /** Peak resident memory of the worker process (VmHWM), in MiB. */
   readonly peakRssMiB: number;
   readonly startupSeconds: number;
+  /** The worker's V8 CPU profile, when one was asked for. */
+  readonly cpuProfile?: string;
 }
 
 interface Arrival {
@@ -90,6 +92,7 @@ export async function runWorker(options: WorkerRunOptions): Promise<WorkerRunRes
   await declareTopology(names);
   const results = await ResultsTap.open(names);
   let worker: WorkerProcess | undefined;
+  const result: { value?: WorkerRunResult } = {};
   try {
     const drainPrefix = `${options.label}-drain-`;
     await fillQueue(names.jobQueue, options.jobs, (i) => jobMessage(options.model, `${drainPrefix}${i}`));
@@ -113,7 +116,7 @@ export async function runWorker(options: WorkerRunOptions): Promise<WorkerRunRes
     const latency = options.latencySeconds > 0 ? await measureLatency(options, names, results, worker, jobsPerSecond) : undefined;
     const peakRss = peakRssMiB(worker.pid);
 
-    return {
+    result.value = {
       label: options.label,
       maxBatchSize: options.maxBatchSize,
       prefetch: options.prefetch ?? options.maxBatchSize,
@@ -135,6 +138,9 @@ export async function runWorker(options: WorkerRunOptions): Promise<WorkerRunRes
     await results.close();
     await deleteTopology(names, [results.queue]);
   }
+  // Node writes the profile when the worker exits; its file name carries the pid.
+  const profile = options.cpuProfileDir && worker ? readdirSync(options.cpuProfileDir).find((f) => f.includes(`.${worker!.pid}.`)) : undefined;
+  return { ...result.value!, cpuProfile: profile ? join(options.cpuProfileDir!, profile) : undefined };
 }
 
 /** Phase 2: steady open-loop load at `latencyLoad` × the drained rate; publish-to-result time of each job. */
@@ -261,6 +267,7 @@ class WorkerProcess {
     };
     if (options.prefetch !== undefined) env[WorkerEnv.PREFETCH] = String(options.prefetch);
 
+    if (options.cpuProfileDir) mkdirSync(options.cpuProfileDir, { recursive: true });
     const nodeArgs = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [];
     const child = spawn(process.execPath, [...nodeArgs, main], {
       cwd: workerDir,
