@@ -12,3 +12,5 @@ export * from './keda-queue-scaler';
 export * from './gpu-worker-deployment';
 export * from './queue-worker-monitoring';
 export * from './queue-processing-gpu-service';
+export * from './cluster-autoscaler-config';
+export * from './karpenter-gpu-node-pool';

@@ -7,6 +7,7 @@
 import { App } from 'cdk8s';
 import { AiWorkersChart } from './ai-workers-chart';
 import { ClusterChart } from './cluster-chart';
+import { GpuInfrastructureChart } from './gpu-infrastructure-chart';
 import { MonitoringChart } from './monitoring-chart';
 
 /**
@@ -17,6 +18,7 @@ export function buildExampleApp(app: App = new App()): App {
   new ClusterChart(app, 'cluster');
   const monitoring = new MonitoringChart(app, 'monitoring');
   new AiWorkersChart(app, 'ai-workers', { monitoring });
+  new GpuInfrastructureChart(app, 'gpu-infrastructure');
   return app;
 }
 
