@@ -14,3 +14,5 @@ export * from './queue-worker-monitoring';
 export * from './queue-processing-gpu-service';
 export * from './cluster-autoscaler-config';
 export * from './karpenter-gpu-node-pool';
+export * from './keda-backend';
+export * from './keda-scaled-job';

@@ -235,7 +235,10 @@ export class KedaQueueScaler extends Construct {
         metadata: { name: `${name}-rabbitmq`, namespace },
         spec: { secretTargetRef: [{ parameter: 'host', name: props.rabbitmq.connection.secret.name, key: props.rabbitmq.connection.key }] },
       });
-      this.triggers.push(this.rabbitmqTrigger(props.rabbitmq, activation, this.triggerAuthentication.name, props.prometheus !== undefined));
+      this.triggers.push(rabbitmqQueueTrigger(this.triggerInputs(activation), props.rabbitmq, this.triggerAuthentication.name, {
+        scalesToZero: minReplicas === 0,
+        hasBacklogTrigger: props.prometheus !== undefined,
+      }));
     }
     if (props.prometheus) {
       this.triggers.push(...this.prometheusTriggers(props.prometheus, activation));
@@ -259,83 +262,10 @@ export class KedaQueueScaler extends Construct {
     claimTarget(props.target, this);
   }
 
-  /** The rabbitmq trigger, with the protocol that counts the chosen backlog. */
-  private rabbitmqTrigger(
-    trigger: KedaRabbitmqTrigger,
-    activation: number,
-    authName: string,
-    hasBacklogTrigger: boolean,
-  ): keda.ScaledObjectSpecTriggers {
-    const protocol = checkEnum('rabbitmq.protocol', trigger.protocol ?? RabbitmqProtocol.HTTP, RabbitmqProtocol);
-    const mode = checkEnum('rabbitmq.mode', trigger.mode ?? RabbitmqTriggerMode.QUEUE_LENGTH, RabbitmqTriggerMode);
-    checkNonEmpty(SELF, 'rabbitmq.connection.key', trigger.connection.key);
-    checkNoLiteralCredentials('rabbitmq.extraMetadata', trigger.extraMetadata ?? {});
-
-    if (protocol === RabbitmqProtocol.AMQP && this.scaling.backlog === BacklogMeasure.READY_AND_UNACKED) {
-      invalidProp(
-        SELF,
-        'rabbitmq.protocol',
-        'is amqp, which counts ready messages only, but the backlog is ready plus unacknowledged',
-        'Use the management API (protocol http, a Secret key with http://user:pass@host:15672/), or set `backlog: BacklogMeasure.READY`.',
-      );
-    }
-    let value = quantityString(this.scaling.backlogPerReplica);
-    if (mode === RabbitmqTriggerMode.MESSAGE_RATE) {
-      if (protocol !== RabbitmqProtocol.HTTP) {
-        invalidProp(SELF, 'rabbitmq.mode', 'is MessageRate, which KEDA reads from the management API only', 'Use protocol http.');
-      }
-      if (trigger.messageRatePerReplica === undefined) {
-        invalidProp(SELF, 'rabbitmq.messageRatePerReplica', 'is unset', 'Give the messages per second one replica handles.');
-      }
-      value = quantityString(checkPositive(SELF, 'rabbitmq.messageRatePerReplica', trigger.messageRatePerReplica));
-      if (this.scaling.minReplicas === 0 && !hasBacklogTrigger) {
-        invalidProp(
-          SELF,
-          'rabbitmq.mode',
-          'is MessageRate with minReplicas 0: when publishing stops, the workload would go to zero while jobs still wait',
-          'Add the `prometheus` trigger (it scales on the backlog), use QueueLength, or keep `minReplicas` >= 1.',
-        );
-      }
-    }
-
-    const metadata: Record<string, string> = {
-      ...trigger.extraMetadata,
-      protocol,
-      mode,
-      value,
-      activationValue: quantityString(activation),
-      queueName: this.scaling.queue,
-      vhostName: this.scaling.vhost,
-    };
-    if (protocol === RabbitmqProtocol.HTTP && mode === RabbitmqTriggerMode.QUEUE_LENGTH) {
-      // Make the count explicit rather than rely on KEDA's default: it must match `backlog`.
-      metadata.excludeUnacknowledged = String(this.scaling.backlog === BacklogMeasure.READY);
-    }
-    return { type: 'rabbitmq', name: 'rabbitmq-backlog', metricType: 'AverageValue', metadata, authenticationRef: { name: authName } };
-  }
-
   /** The prometheus triggers: the backlog query, and GPU utilization when asked for. */
   private prometheusTriggers(prometheus: KedaPrometheusTrigger, activation: number): keda.ScaledObjectSpecTriggers[] {
-    const serverAddress = checkNonEmpty(SELF, 'prometheus.serverAddress', prometheus.serverAddress);
-    if (!/^https?:\/\//.test(serverAddress)) {
-      invalidProp(SELF, 'prometheus.serverAddress', `is ${JSON.stringify(serverAddress)}`, 'Use an http:// or https:// URL of the Prometheus server.');
-    }
-    checkNoLiteralCredentials('prometheus.serverAddress', { serverAddress });
-
-    const triggers: keda.ScaledObjectSpecTriggers[] = [{
-      type: 'prometheus',
-      name: 'prometheus-backlog',
-      metricType: 'AverageValue',
-      metadata: {
-        serverAddress,
-        query: this.backlogQuery,
-        threshold: quantityString(this.scaling.backlogPerReplica),
-        activationThreshold: quantityString(activation),
-        // An empty result means Prometheus lost the series, not an empty queue: fail (and fall back)
-        // instead of reading 0 and scaling working pods to zero.
-        ignoreNullValues: 'false',
-      },
-    }];
+    const triggers: keda.ScaledObjectSpecTriggers[] = [prometheusBacklogTrigger(this.triggerInputs(activation), prometheus)];
+    const serverAddress = prometheus.serverAddress;
 
     const gpu = this.scaling.gpuUtilization;
     if (gpu) {
@@ -357,6 +287,11 @@ export class KedaQueueScaler extends Construct {
       });
     }
     return triggers;
+  }
+
+  private triggerInputs(activation: number): QueueTriggerInputs {
+    const { queue, vhost, backlog, backlogPerReplica } = this.scaling;
+    return { construct: SELF, queue, vhost, backlog, target: backlogPerReplica, activation };
   }
 
   /** Sum over the target's pods of each pod's average GPU utilization. */
@@ -425,6 +360,111 @@ export class KedaQueueScaler extends Construct {
   }
 }
 
+/** A KEDA trigger in the shape both ScaledObject and ScaledJob accept. */
+export interface QueueTrigger {
+  readonly type: string;
+  readonly name: string;
+  readonly metricType: string;
+  readonly metadata: Record<string, string>;
+  readonly authenticationRef?: { readonly name: string };
+}
+
+/** What a queue trigger is built from, for a ScaledObject (per replica) or a ScaledJob (per job). */
+export interface QueueTriggerInputs {
+  /** The construct, for error messages. */
+  readonly construct: string;
+  readonly queue: string;
+  readonly vhost: string;
+  readonly backlog: BacklogMeasure;
+  /** Backlog per replica (ScaledObject) or messages per Job (ScaledJob). */
+  readonly target: number;
+  /** Backlog above which the trigger is active. */
+  readonly activation: number;
+}
+
+/**
+ * The rabbitmq trigger, with the protocol and `excludeUnacknowledged` that count the chosen backlog.
+ * AMQP can only count ready messages; the management API counts both, and alone supports MessageRate.
+ */
+export function rabbitmqQueueTrigger(
+  inputs: QueueTriggerInputs,
+  trigger: KedaRabbitmqTrigger,
+  authName: string,
+  options: { scalesToZero: boolean; hasBacklogTrigger: boolean },
+): QueueTrigger {
+  const self = inputs.construct;
+  const protocol = checkEnum(self, 'rabbitmq.protocol', trigger.protocol ?? RabbitmqProtocol.HTTP, RabbitmqProtocol);
+  const mode = checkEnum(self, 'rabbitmq.mode', trigger.mode ?? RabbitmqTriggerMode.QUEUE_LENGTH, RabbitmqTriggerMode);
+  checkNonEmpty(self, 'rabbitmq.connection.key', trigger.connection.key);
+  checkNoLiteralCredentials(self, 'rabbitmq.extraMetadata', trigger.extraMetadata ?? {});
+
+  if (protocol === RabbitmqProtocol.AMQP && inputs.backlog === BacklogMeasure.READY_AND_UNACKED) {
+    invalidProp(
+      self,
+      'rabbitmq.protocol',
+      'is amqp, which counts ready messages only, but the backlog is ready plus unacknowledged',
+      'Use the management API (protocol http, a Secret key with http://user:pass@host:15672/), or set `backlog: BacklogMeasure.READY`.',
+    );
+  }
+  let value = quantityString(inputs.target);
+  if (mode === RabbitmqTriggerMode.MESSAGE_RATE) {
+    if (protocol !== RabbitmqProtocol.HTTP) {
+      invalidProp(self, 'rabbitmq.mode', 'is MessageRate, which KEDA reads from the management API only', 'Use protocol http.');
+    }
+    if (trigger.messageRatePerReplica === undefined) {
+      invalidProp(self, 'rabbitmq.messageRatePerReplica', 'is unset', 'Give the messages per second one replica handles.');
+    }
+    value = quantityString(checkPositive(self, 'rabbitmq.messageRatePerReplica', trigger.messageRatePerReplica));
+    if (options.scalesToZero && !options.hasBacklogTrigger) {
+      invalidProp(
+        self,
+        'rabbitmq.mode',
+        'is MessageRate with minReplicas 0: when publishing stops, the workload would go to zero while jobs still wait',
+        'Add the `prometheus` trigger (it scales on the backlog), use QueueLength, or keep `minReplicas` >= 1.',
+      );
+    }
+  }
+
+  const metadata: Record<string, string> = {
+    ...trigger.extraMetadata,
+    protocol,
+    mode,
+    value,
+    activationValue: quantityString(inputs.activation),
+    queueName: inputs.queue,
+    vhostName: inputs.vhost,
+  };
+  if (protocol === RabbitmqProtocol.HTTP && mode === RabbitmqTriggerMode.QUEUE_LENGTH) {
+    // Make the count explicit rather than rely on KEDA's default: it must match `backlog`.
+    metadata.excludeUnacknowledged = String(inputs.backlog === BacklogMeasure.READY);
+  }
+  return { type: 'rabbitmq', name: 'rabbitmq-backlog', metricType: 'AverageValue', metadata, authenticationRef: { name: authName } };
+}
+
+/** The prometheus trigger on the shared backlog query of the queue. */
+export function prometheusBacklogTrigger(inputs: QueueTriggerInputs, prometheus: KedaPrometheusTrigger): QueueTrigger {
+  const self = inputs.construct;
+  const serverAddress = checkNonEmpty(self, 'prometheus.serverAddress', prometheus.serverAddress);
+  if (!/^https?:\/\//.test(serverAddress)) {
+    invalidProp(self, 'prometheus.serverAddress', `is ${JSON.stringify(serverAddress)}`, 'Use an http:// or https:// URL of the Prometheus server.');
+  }
+  checkNoLiteralCredentials(self, 'prometheus.serverAddress', { serverAddress });
+  return {
+    type: 'prometheus',
+    name: 'prometheus-backlog',
+    metricType: 'AverageValue',
+    metadata: {
+      serverAddress,
+      query: queueBacklogQuery(inputs.queue, inputs.vhost, inputs.backlog),
+      threshold: quantityString(inputs.target),
+      activationThreshold: quantityString(inputs.activation),
+      // An empty result means Prometheus lost the series, not an empty queue: fail (and fall back)
+      // instead of reading 0 and scaling working pods to zero.
+      ignoreNullValues: 'false',
+    },
+  };
+}
+
 /** A ScaledObject name: an object name that is also a valid label value (KEDA labels its HPA with it). */
 function checkScaledObjectName(name: string): string {
   checkDnsSubdomain(SELF, 'name', name);
@@ -435,21 +475,21 @@ function checkScaledObjectName(name: string): string {
 }
 
 /** A value of a string enum; JavaScript callers can pass anything. */
-function checkEnum<T extends string>(prop: string, value: T, allowed: Record<string, T>): T {
+function checkEnum<T extends string>(construct: string, prop: string, value: T, allowed: Record<string, T>): T {
   const values = Object.values(allowed);
   if (!values.includes(value)) {
-    invalidProp(SELF, prop, `is ${JSON.stringify(value)}, an unknown value`, `Use one of ${values.join(', ')}.`);
+    invalidProp(construct, prop, `is ${JSON.stringify(value)}, an unknown value`, `Use one of ${values.join(', ')}.`);
   }
   return value;
 }
 
 /** Refuses credentials written into a manifest: they belong in a Secret read through a TriggerAuthentication. */
-function checkNoLiteralCredentials(prop: string, metadata: Record<string, string>): void {
+export function checkNoLiteralCredentials(construct: string, prop: string, metadata: Record<string, string>): void {
   for (const [key, value] of Object.entries(metadata)) {
     if (CREDENTIAL_KEYS.has(key) || URL_WITH_USER.test(value)) {
       const where = prop === 'prometheus.serverAddress' ? prop : `${prop}.${key}`;
       invalidProp(
-        SELF,
+        construct,
         where,
         'holds credentials as a literal, which would be stored in plain text in the manifest and in Git',
         where === 'prometheus.serverAddress'
