@@ -1,7 +1,8 @@
 import { Construct } from 'constructs';
 import { GpuWorkerDeployment, GpuWorkerDeploymentProps } from './gpu-worker-deployment';
+import { KedaQueueScaler, KedaQueueScalerProps } from './keda-queue-scaler';
 import { PrometheusAdapterRules } from './prometheus-adapter-rules';
-import { GpuUtilizationMetric, QueueScaledHpa, ScalingRules } from './queue-scaled-hpa';
+import { GpuUtilizationMetric, QueueScaledHpa, QueueScalingProps, ScalingRules } from './queue-scaled-hpa';
 import { MAX_MONITORING_NAME, QueueWorkerMonitoring, QueueWorkerMonitoringProps } from './queue-worker-monitoring';
 import { BacklogMeasure } from './rabbitmq-metrics';
 import { invalidProp } from './validation';
@@ -18,14 +19,22 @@ export interface QueueProcessingMonitoringOptions extends Omit<QueueWorkerMonito
   readonly scope?: Construct;
 }
 
+/**
+ * The KEDA-specific settings of a {@link QueueProcessingGpuService} scaled by KEDA: the triggers (at least one of
+ * `rabbitmq` and `prometheus`), activation, polling, cooldown, fallback. The queue, bounds and behavior are the
+ * service's own props; the longest job comes from the workers.
+ */
+export type QueueProcessingKedaOptions = Omit<KedaQueueScalerProps, keyof QueueScalingProps | 'maxJobDuration'>;
+
 /** Properties of a {@link QueueProcessingGpuService}. */
 export interface QueueProcessingGpuServiceProps extends Omit<GpuWorkerDeploymentProps, 'replicas'> {
   /** Most workers; usually the number of GPUs the service may hold. */
   readonly maxReplicas: number;
 
   /**
-   * Fewest workers. Keeping one warm avoids a cold start (node, image, model) for the first job after a lull.
-   * @default 1
+   * Fewest workers. With an HPA, one stays warm, which spares the first job after a lull a cold start (node, image,
+   * model); scaling to zero is what KEDA is chosen for.
+   * @default - 1 with the HPA, 0 with `keda`
    */
   readonly minReplicas?: number;
 
@@ -66,7 +75,13 @@ export interface QueueProcessingGpuServiceProps extends Omit<GpuWorkerDeployment
   readonly scaleDown?: ScalingRules;
 
   /**
-   * The app's prometheus-adapter rules.
+   * Scale with KEDA (a ScaledObject, down to zero) instead of an HPA fed by prometheus-adapter.
+   * @default - an HPA (QueueScaledHpa) with its prometheus-adapter rules
+   */
+  readonly keda?: QueueProcessingKedaOptions;
+
+  /**
+   * The app's prometheus-adapter rules (HPA only).
    * @default - the app's PrometheusAdapterRules, created in this chart if there is none
    */
   readonly adapterRules?: PrometheusAdapterRules;
@@ -80,7 +95,8 @@ export interface QueueProcessingGpuServiceProps extends Omit<GpuWorkerDeployment
 
 /**
  * GPU workers that drain a RabbitMQ queue, scaled on its backlog and watched by Prometheus: a
- * {@link GpuWorkerDeployment}, a {@link QueueScaledHpa} on it (with its prometheus-adapter rules), and a
+ * {@link GpuWorkerDeployment}, a {@link QueueScaledHpa} on it (with its prometheus-adapter rules) or, with `keda`,
+ * a {@link KedaQueueScaler}, and a
  * {@link QueueWorkerMonitoring} with the alerts on the queue and the workers. Each part is a public field, to be
  * adjusted without forking the pattern.
  */
@@ -88,8 +104,14 @@ export class QueueProcessingGpuService extends Construct {
   /** The worker pods. */
   public readonly workers: GpuWorkerDeployment;
 
-  /** The autoscaler of the workers. */
-  public readonly autoscaler: QueueScaledHpa;
+  /** The HPA of the workers, unless they are scaled by KEDA. */
+  public readonly autoscaler?: QueueScaledHpa;
+
+  /** The KEDA scaler of the workers, when `keda` was given. */
+  public readonly kedaScaler?: KedaQueueScaler;
+
+  /** Name of the HorizontalPodAutoscaler that sizes the workers (KEDA's is `keda-hpa-<ScaledObject name>`). */
+  public readonly autoscalerName: string;
 
   /** The scrape objects and alerts, unless turned off. */
   public readonly monitoring?: QueueWorkerMonitoring;
@@ -102,22 +124,35 @@ export class QueueProcessingGpuService extends Construct {
       invalidProp(CONSTRUCT, 'replicas', 'is set, but the autoscaler owns the replica count',
         'Remove `replicas`; use `minReplicas` and `maxReplicas`.');
     }
+    if (props.keda && props.adapterRules) {
+      invalidProp(CONSTRUCT, 'adapterRules', 'is set together with `keda`, which does not read prometheus-adapter',
+        'Choose one backend: drop `keda` for an HPA with adapter rules, or drop `adapterRules` for KEDA.');
+    }
 
-    // The workers, then the autoscaler that sizes them on the queue they consume.
+    // The workers, then the one autoscaler that sizes them on the queue they consume.
     this.workers = new GpuWorkerDeployment(this, 'Workers', props);
-    this.autoscaler = new QueueScaledHpa(this, 'Autoscaler', {
+    const scaling: QueueScalingProps = {
       target: this.workers,
       queue: this.workers.queue,
       vhost: props.vhost,
       backlog: props.backlog,
       backlogPerReplica: props.backlogPerReplica ?? this.workers.prefetch,
-      minReplicas: props.minReplicas ?? 1,
+      minReplicas: props.minReplicas ?? (props.keda ? 0 : 1),
       maxReplicas: props.maxReplicas,
       gpuUtilization: props.gpuUtilization,
       scaleUp: props.scaleUp,
       scaleDown: props.scaleDown,
-      adapterRules: props.adapterRules,
-    });
+    };
+    let vhost: string;
+    if (props.keda) {
+      this.kedaScaler = new KedaQueueScaler(this, 'Keda', { ...props.keda, ...scaling });
+      this.autoscalerName = `keda-hpa-${this.kedaScaler.scaledObject.name}`;
+      vhost = this.kedaScaler.scaling.vhost;
+    } else {
+      this.autoscaler = new QueueScaledHpa(this, 'Autoscaler', { ...scaling, adapterRules: props.adapterRules });
+      this.autoscalerName = this.autoscaler.hpa.name;
+      vhost = this.autoscaler.scaling.vhost;
+    }
 
     // Scraping and alerts on the same queue, workers and autoscaler.
     if (props.monitoring !== false) {
@@ -130,8 +165,8 @@ export class QueueProcessingGpuService extends Construct {
         ...options,
         name: options.name ?? (monitoringScope ? workerName : undefined),
         workers: this.workers,
-        vhost: this.autoscaler.scaling.vhost,
-        autoscalerName: this.autoscaler.hpa.name,
+        vhost,
+        autoscalerName: this.autoscalerName,
       });
     }
   }

@@ -40,7 +40,7 @@ describe('QueueProcessingGpuService', () => {
       'ConfigMap', 'Deployment', 'HorizontalPodAutoscaler', 'PodDisruptionBudget', 'PodMonitor', 'PrometheusRule', 'ServiceMonitor',
     ]);
     expect(svc.workers.name).toBe('ocr-workers');
-    expect(svc.autoscaler.hpa.name).toBe('ocr-workers');
+    expect(svc.autoscaler!.hpa.name).toBe('ocr-workers');
     expect(svc.monitoring).toBeDefined();
   });
 
@@ -65,7 +65,7 @@ describe('QueueProcessingGpuService', () => {
     expect(env.find((e: any) => e.name === WorkerEnv.PREFETCH).value).toBe('6');
     expect(metric.target).toEqual({ type: 'AverageValue', averageValue: '6' });
     expect(metric.metric.selector).toEqual({ matchLabels: { queue: 'ocr-jobs' } });
-    expect(svc.autoscaler.scaling.queue).toBe(svc.workers.queue);
+    expect(svc.autoscaler!.scaling.queue).toBe(svc.workers.queue);
 
     // The metric the HPA asks for is the one the adapter serves.
     const config = parse(only(manifests, 'ConfigMap').data['config.yaml']);
@@ -78,7 +78,7 @@ describe('QueueProcessingGpuService', () => {
     const alerts = svc.monitoring!.alerts;
     const expr = (name: string) => alerts.find((a) => a.alert === name)!.expr;
     expect(expr(QueueWorkerAlertNames.backlogGrowing)).toContain('vhost="jobs",queue="ocr-jobs"');
-    expect(expr(QueueWorkerAlertNames.autoscalerAtMax)).toContain(`horizontalpodautoscaler="${svc.autoscaler.hpa.name}"`);
+    expect(expr(QueueWorkerAlertNames.autoscalerAtMax)).toContain(`horizontalpodautoscaler="${svc.autoscaler!.hpa.name}"`);
     expect(expr(QueueWorkerAlertNames.podsUnschedulable)).toContain('pod=~"ocr-workers-[a-z0-9]+-[a-z0-9]+"');
     expect(only(synthValid(chart), 'PodMonitor').spec.selector.matchLabels).toEqual(svc.workers.podSelectorLabels);
   });
@@ -118,6 +118,25 @@ describe('QueueProcessingGpuService', () => {
     ]);
   });
 
+  test('with keda, a ScaledObject scales the workers from zero and the alerts name KEDA\'s HPA', () => {
+    const chart = testChart();
+    const svc = service(chart, {
+      keda: { rabbitmq: { connection: { secret: kplus.Secret.fromSecretName(chart, 'Mgmt', 'rabbitmq-management'), key: 'url' } } },
+    });
+    const manifests = synthValid(chart);
+    const deployment = only(manifests, 'Deployment');
+    const scaledObject = only(manifests, 'ScaledObject');
+    expect(manifests.map((m) => m.kind)).not.toContain('HorizontalPodAutoscaler');
+    expect(manifests.map((m) => m.kind)).not.toContain('ConfigMap');
+    expect(scaledObject.spec.scaleTargetRef).toMatchObject({ apiVersion: 'apps/v1', kind: 'Deployment', name: deployment.metadata.name });
+    expect(scaledObject.spec.minReplicaCount).toBe(0);
+    expect(deployment.spec.replicas).toBeUndefined();
+    expect(svc.autoscaler).toBeUndefined();
+    expect(svc.autoscalerName).toBe(`keda-hpa-${scaledObject.metadata.name}`);
+    const atMax = svc.monitoring!.alerts.find((a) => a.alert === QueueWorkerAlertNames.autoscalerAtMax)!;
+    expect(atMax.expr).toContain(`horizontalpodautoscaler="keda-hpa-${scaledObject.metadata.name}"`);
+  });
+
   test('monitoring can be turned off', () => {
     const chart = testChart();
     const svc = service(chart, { monitoring: false });
@@ -130,6 +149,14 @@ describe('QueueProcessingGpuService', () => {
       const error = errorOf({ replicas: 3 } as any);
       expect(error).toBeInstanceOf(InvalidPropError);
       expect(error.message).toMatch(/`replicas` is set, but the autoscaler owns the replica count/);
+    });
+
+    test('both backends at once (keda and adapter rules) is an error', () => {
+      const app = new App();
+      const chart = new Chart(app, 'workers', { namespace: 'ai-workers' });
+      const adapterRules = new PrometheusAdapterRules(chart, 'Rules');
+      const connection = { secret: kplus.Secret.fromSecretName(chart, 'Mgmt', 'rabbitmq-management'), key: 'url' };
+      expect(() => service(chart, { adapterRules, keda: { rabbitmq: { connection } } })).toThrow(/`adapterRules` is set together with `keda`/);
     });
 
     test('minReplicas above maxReplicas is an error', () => {
