@@ -87,4 +87,12 @@ project.addTask('bench', {
   steps: [{ exec: 'ts-node --transpile-only bench/synth.ts' }, { exec: 'npm --prefix worker run bench' }],
 });
 
+// The live-signal suite (test/live): real RabbitMQ, Prometheus and worker processes. `test` runs it after the
+// unit tests; it needs the broker and Debian's prometheus package, which .ci/run provides.
+const testLive = project.addTask('test:live', {
+  description: 'The scaling signal end to end on the real RabbitMQ and a real Prometheus (test/live)',
+  exec: 'jest --config test/live/jest.config.js --ci',
+});
+project.testTask.spawn(testLive);
+
 project.synth();
