@@ -17,6 +17,8 @@ import { cpus, loadavg, totalmem } from 'os';
 import { dirname, resolve } from 'path';
 import * as amqp from 'amqplib';
 import { Command, InvalidArgumentError } from 'commander';
+import { loadConfig } from '../src/config';
+import { WorkerEnv } from '../src/contract';
 import { BROKER_URL, declareTopology, deleteTopology, drainWithBareConsumer, fillQueue, uniqueTopology, DrainResult } from './broker';
 import { InferenceLimit, measureInferenceLimit } from './inference-limit';
 import { printProfileSummary } from './profile-summary';
@@ -41,6 +43,47 @@ const TARGETS = {
   mlpVsBrokerLimit: 0.7,
   batchingGain: 2,
 };
+
+/** One configuration of the worker to measure. */
+interface WorkerRunPlan {
+  readonly label: string;
+  /** What the run shows, for the progress line. */
+  readonly why: string;
+  readonly maxBatchSize: number;
+  /** PREFETCH; the worker's own default when unset. */
+  readonly prefetch?: number;
+}
+
+/** The runs of each model. */
+const PLANS: Array<{ model: () => BenchModel; runs: WorkerRunPlan[]; batchingGain?: [string, string] }> = [
+  {
+    model: mlpModel,
+    runs: [
+      { label: 'mlp-batched', why: `defaults (MAX_BATCH_SIZE=${DEFAULT_MAX_BATCH}, PREFETCH=${DEFAULT_MAX_BATCH})`, maxBatchSize: DEFAULT_MAX_BATCH },
+      // Same prefetch as the batched run: the gain measured is batching's alone, not a deeper pipeline's.
+      { label: 'mlp-batch1', why: `MAX_BATCH_SIZE=1, PREFETCH=${DEFAULT_MAX_BATCH}`, maxBatchSize: 1, prefetch: DEFAULT_MAX_BATCH },
+      // Two batches in hand: the next one is already delivered while the current one is answered.
+      { label: 'mlp-batched-prefetch2x', why: `MAX_BATCH_SIZE=${DEFAULT_MAX_BATCH}, PREFETCH=${2 * DEFAULT_MAX_BATCH}`, maxBatchSize: DEFAULT_MAX_BATCH, prefetch: 2 * DEFAULT_MAX_BATCH },
+    ],
+    batchingGain: ['mlp-batched', 'mlp-batch1'],
+  },
+  {
+    model: detectionModel,
+    runs: [
+      { label: 'detection-batch1', why: 'MAX_BATCH_SIZE=1 (PREFETCH defaults to 1)', maxBatchSize: 1 },
+      // One job waits on the worker while the other runs, so the model never waits for the broker.
+      { label: 'detection-batch1-prefetch2', why: 'MAX_BATCH_SIZE=1, PREFETCH=2', maxBatchSize: 1, prefetch: 2 },
+      { label: 'detection-batched', why: `defaults (MAX_BATCH_SIZE=${DEFAULT_MAX_BATCH}, PREFETCH=${DEFAULT_MAX_BATCH})`, maxBatchSize: DEFAULT_MAX_BATCH },
+    ],
+  },
+];
+
+/** The PREFETCH a run ends up with: the worker's own configuration code decides the default. */
+function effectivePrefetch(run: WorkerRunPlan): number {
+  const env: NodeJS.ProcessEnv = { [WorkerEnv.RABBITMQ_URL]: BROKER_URL, [WorkerEnv.MAX_BATCH_SIZE]: String(run.maxBatchSize) };
+  if (run.prefetch !== undefined) env[WorkerEnv.PREFETCH] = String(run.prefetch);
+  return loadConfig(env).prefetch;
+}
 
 /** A worker figure next to the limit it is held against. */
 interface Comparison {
@@ -79,43 +122,44 @@ async function main(): Promise<void> {
   const comparisons: Comparison[] = [];
   let batchingGain: number | undefined;
 
-  if (options.models.includes('mlp')) {
-    const model = mlpModel();
-    const [brokerLimit, inference] = await limits(model, sizes.mlpJobs, DEFAULT_MAX_BATCH, [DEFAULT_MAX_BATCH], sizes.inferenceSeconds);
-    limitLines.push(...describeLimits(model, brokerLimit, inference));
-    const common = { model, jobs: sizes.mlpJobs, latencySeconds: sizes.latencySeconds, latencyLoad: options.latencyLoad, timeoutSeconds: 300 };
-    // Same prefetch for both: the gain measured is batching's alone, not a deeper pipeline's.
-    const batched = await step(`mlp: worker, MAX_BATCH_SIZE=${DEFAULT_MAX_BATCH}`, () =>
-      runWorker({ ...common, label: 'mlp-batched', maxBatchSize: DEFAULT_MAX_BATCH, prefetch: DEFAULT_MAX_BATCH, cpuProfileDir: options.cpuProf }),
-    );
-    const single = await step(`mlp: worker, MAX_BATCH_SIZE=1, PREFETCH=${DEFAULT_MAX_BATCH}`, () =>
-      runWorker({ ...common, label: 'mlp-batch1', maxBatchSize: 1, prefetch: DEFAULT_MAX_BATCH, cpuProfileDir: options.cpuProf }),
-    );
-    batchingGain = batched.jobsPerSecond / single.jobsPerSecond;
-    comparisons.push(
-      compare(batched, brokerLimit.get(DEFAULT_MAX_BATCH)!, inference.get(DEFAULT_MAX_BATCH)!),
-      compare(single, brokerLimit.get(DEFAULT_MAX_BATCH)!, inference.get(1)!),
-    );
-    results.mlp = { model: describeModel(model), brokerLimit: Object.fromEntries(brokerLimit), inferenceLimit: [...inference.values()], worker: [batched, single], batchingGain };
-  }
+  for (const plan of PLANS.filter((p) => options.models.includes(p.model().key))) {
+    const model = plan.model();
+    const jobs = model.key === 'mlp' ? sizes.mlpJobs : sizes.detectionJobs;
+    const runs = plan.runs.map((r) => ({ ...r, effectivePrefetch: effectivePrefetch(r) }));
 
-  if (options.models.includes('detection')) {
-    const model = detectionModel();
-    const [brokerLimit, inference] = await limits(model, sizes.detectionJobs, 1, [1, DEFAULT_MAX_BATCH], sizes.inferenceSeconds);
+    // Both limits, at every prefetch and batch size a worker run below uses.
+    const [brokerLimit, inference] = await limits(model, jobs, runs.map((r) => r.effectivePrefetch), runs.map((r) => r.maxBatchSize), sizes.inferenceSeconds);
     limitLines.push(...describeLimits(model, brokerLimit, inference));
-    const common = { model, jobs: sizes.detectionJobs, latencySeconds: sizes.latencySeconds, latencyLoad: options.latencyLoad, timeoutSeconds: 600 };
-    // The worker's defaults at batch 1: PREFETCH follows MAX_BATCH_SIZE.
-    const single = await step('detection: worker, MAX_BATCH_SIZE=1', () =>
-      runWorker({ ...common, label: 'detection-batch1', maxBatchSize: 1, cpuProfileDir: options.cpuProf }),
-    );
-    const batched = await step(`detection: worker, MAX_BATCH_SIZE=${DEFAULT_MAX_BATCH}`, () =>
-      runWorker({ ...common, label: 'detection-batched', maxBatchSize: DEFAULT_MAX_BATCH, cpuProfileDir: options.cpuProf }),
-    );
-    comparisons.push(
-      compare(single, brokerLimit.get(1)!, inference.get(1)!),
-      compare(batched, brokerLimit.get(DEFAULT_MAX_BATCH)!, inference.get(DEFAULT_MAX_BATCH)!),
-    );
-    results.detection = { model: describeModel(model), brokerLimit: Object.fromEntries(brokerLimit), inferenceLimit: [...inference.values()], worker: [single, batched] };
+
+    const measured: WorkerRunResult[] = [];
+    for (const run of runs) {
+      const result = await step(`${model.key}: worker, ${run.why}`, () =>
+        runWorker({
+          model,
+          jobs,
+          label: run.label,
+          maxBatchSize: run.maxBatchSize,
+          prefetch: run.prefetch,
+          effectivePrefetch: run.effectivePrefetch,
+          latencySeconds: sizes.latencySeconds,
+          latencyLoad: options.latencyLoad,
+          timeoutSeconds: 600,
+          cpuProfileDir: options.cpuProf,
+        }),
+      );
+      measured.push(result);
+      comparisons.push(compare(result, brokerLimit.get(run.effectivePrefetch)!, inference.get(run.maxBatchSize)!));
+    }
+
+    const gainRuns = plan.batchingGain && [measured.find((r) => r.label === plan.batchingGain![0]), measured.find((r) => r.label === plan.batchingGain![1])];
+    if (gainRuns && gainRuns[0] && gainRuns[1]) batchingGain = gainRuns[0].jobsPerSecond / gainRuns[1].jobsPerSecond;
+    results[model.key] = {
+      model: describeModel(model),
+      brokerLimit: Object.fromEntries(brokerLimit),
+      inferenceLimit: [...inference.values()],
+      worker: measured,
+      ...(model.key === 'mlp' ? { batchingGain } : {}),
+    };
   }
 
   environment.loadAverageAfter = loadavg().map((l) => round(l, 2));
@@ -159,21 +203,22 @@ async function main(): Promise<void> {
 
 /**
  * Both limits of a model: the bare consumer at each prefetch (on its own private copy of the topology) and
- * the bare inference loop at batch 1 and each given batch size.
+ * the bare inference loop at each batch size.
  */
 async function limits(
   model: BenchModel,
   jobs: number,
-  prefetch: number,
+  prefetches: number[],
   batchSizes: number[],
   inferenceSeconds: number,
 ): Promise<[Map<number, DrainResult>, Map<number, InferenceLimit>]> {
   const broker = new Map<number, DrainResult>();
-  for (const p of new Set([prefetch, DEFAULT_MAX_BATCH])) {
+  for (const p of [...new Set(prefetches)].sort((a, b) => a - b)) {
     broker.set(p, await step(`${model.key}: broker limit, prefetch ${p}`, () => brokerLimit(model, jobs, p)));
   }
-  const measured = await step(`${model.key}: inference limit, batch ${[...new Set([1, ...batchSizes])].join(' and ')}`, () =>
-    measureInferenceLimit(model, [...new Set([1, ...batchSizes])], inferenceSeconds),
+  const sizes = [...new Set(batchSizes)].sort((a, b) => a - b);
+  const measured = await step(`${model.key}: inference limit, batch ${sizes.join(' and ')}`, () =>
+    measureInferenceLimit(model, sizes, inferenceSeconds),
   );
   return [broker, new Map(measured.map((l) => [l.batchSize, l]))];
 }
@@ -205,13 +250,19 @@ interface TargetCheck {
 function checkTargets(comparisons: Comparison[], batchingGain: number | undefined): TargetCheck[] {
   const checks: TargetCheck[] = [];
   const find = (label: string) => comparisons.find((c) => c.run.label === label);
-  const detection = find('detection-batch1');
-  if (detection) {
-    checks.push(target('detection worker, batch 1 / inference limit at batch 1', TARGETS.detectionVsInferenceLimit, detection.run.jobsPerSecond / detection.inferenceLimit.inferencesPerSecond));
+  for (const label of ['detection-batch1', 'detection-batch1-prefetch2']) {
+    const c = find(label);
+    if (c) {
+      const name = `detection worker, batch 1, prefetch ${c.run.prefetch} / inference limit at batch 1`;
+      checks.push(target(name, TARGETS.detectionVsInferenceLimit, c.run.jobsPerSecond / c.inferenceLimit.inferencesPerSecond));
+    }
   }
-  const mlp = find('mlp-batched');
-  if (mlp) {
-    checks.push(target(`mlp worker, batch ${DEFAULT_MAX_BATCH} / broker limit`, TARGETS.mlpVsBrokerLimit, mlp.run.jobsPerSecond / mlp.brokerLimit.perSecond));
+  for (const label of ['mlp-batched', 'mlp-batched-prefetch2x']) {
+    const c = find(label);
+    if (c) {
+      const name = `mlp worker, batch ${c.run.maxBatchSize}, prefetch ${c.run.prefetch} / broker limit at that prefetch`;
+      checks.push(target(name, TARGETS.mlpVsBrokerLimit, c.run.jobsPerSecond / c.brokerLimit.perSecond));
+    }
   }
   if (batchingGain !== undefined) checks.push(target(`mlp dynamic batching gain (batch ${DEFAULT_MAX_BATCH} / batch 1, same prefetch)`, TARGETS.batchingGain, batchingGain));
   return checks;
@@ -260,7 +311,7 @@ function printReport(limitLines: string[], comparisons: Comparison[], batchingGa
   console.log('\nwhere a job\'s time goes inside the worker (means, ms): decode / wait for batch and model / inference / receipt→result');
   for (const c of comparisons) {
     const t = c.run.timings;
-    console.log(`  ${c.run.label.padEnd(18)} ${fmt(t.decodeMs)} / ${fmt(t.queueMs)} / ${fmt(t.inferenceMs)} / ${fmt(t.totalMs)}  (batch ${fmt(t.batchSize)})`);
+    console.log(`  ${c.run.label.padEnd(28)} ${fmt(t.decodeMs)} / ${fmt(t.queueMs)} / ${fmt(t.inferenceMs)} / ${fmt(t.totalMs)}  (batch ${fmt(t.batchSize)})`);
   }
   if (batchingGain !== undefined) console.log(`\ndynamic batching gain (mlp): ${fmt(batchingGain)}×`);
   console.log('\ntargets:');

@@ -33,8 +33,10 @@ export interface WorkerRunOptions {
   readonly jobs: number;
   /** MAX_BATCH_SIZE given to the worker. */
   readonly maxBatchSize: number;
-  /** PREFETCH given to the worker; the worker's default (its max batch size) when unset. */
+  /** PREFETCH given to the worker; unset leaves the worker's default. */
   readonly prefetch?: number;
+  /** The prefetch the worker ends up with (its default when `prefetch` is unset), for the report. */
+  readonly effectivePrefetch: number;
   /** Seconds of steady load in the latency phase (0 skips it). */
   readonly latencySeconds: number;
   /** Publish rate of the latency phase as a fraction of the drained throughput. */
@@ -65,9 +67,9 @@ export interface WorkerRunResult {
   readonly seconds: number;
   /** Jobs per second between the first result and the last. */
   readonly jobsPerSecond: number;
-  /** Mean jobs per model call (the worker's batch size histogram). */
+  /** Mean jobs per model call during the drain (the worker's batch size histogram). */
   readonly meanBatchSize: number;
-  /** Share of the drain spent inside model calls (the worker's inference duration histogram). */
+  /** Share of the drain (first to last result) spent inside model calls (the worker's inference duration histogram). */
   readonly inferenceBusy: number;
   /** CPU used during the drain by the worker, the broker and this harness, in cores (CPU seconds per second). */
   readonly cores: CoresUsed;
@@ -99,10 +101,14 @@ export async function runWorker(options: WorkerRunOptions): Promise<WorkerRunRes
 
     worker = await WorkerProcess.start(options, names);
     const cpu = new CpuTimeline({ worker: worker.pid, broker: findBrokerPid() });
+    // The worker's counters at the first result and at the last bound the same window as the throughput.
+    await results.waitFor(drainPrefix, 1, options.timeoutSeconds, worker);
+    const metricsAtFirst = await worker.metrics();
     const drained = await results.waitFor(drainPrefix, options.jobs, options.timeoutSeconds, worker);
     cpu.sample();
     cpu.stop();
-    const metrics = await worker.metrics();
+    const metricsAtLast = await worker.metrics();
+    const delta = (name: string) => metricTotal(metricsAtLast, name) - metricTotal(metricsAtFirst, name);
 
     const arrivals = [...drained.values()].sort((a, b) => a.at - b.at);
     const seconds = (arrivals[arrivals.length - 1].at - arrivals[0].at) / 1000;
@@ -119,14 +125,13 @@ export async function runWorker(options: WorkerRunOptions): Promise<WorkerRunRes
     result.value = {
       label: options.label,
       maxBatchSize: options.maxBatchSize,
-      prefetch: options.prefetch ?? options.maxBatchSize,
+      prefetch: options.effectivePrefetch,
       jobs: arrivals.length,
       failed: failures.length,
       seconds,
       jobsPerSecond,
-      meanBatchSize: ratio(metricTotal(metrics, `${WorkerMetrics.batchSize}_sum`), metricTotal(metrics, `${WorkerMetrics.batchSize}_count`)),
-      // Counted over the whole drain including start-up of the consumer; the model is idle only between calls.
-      inferenceBusy: ratio(metricTotal(metrics, `${WorkerMetrics.inferenceDurationSeconds}_sum`), seconds),
+      meanBatchSize: ratio(delta(`${WorkerMetrics.batchSize}_sum`), delta(`${WorkerMetrics.batchSize}_count`)),
+      inferenceBusy: ratio(delta(`${WorkerMetrics.inferenceDurationSeconds}_sum`), seconds),
       cores: cpu.coresBetween(arrivals[0].at, arrivals[arrivals.length - 1].at),
       timings: meanTimings(arrivals),
       latency,
