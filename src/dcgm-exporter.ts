@@ -1,11 +1,11 @@
 import { ApiObject, Chart, Duration, JsonPatch, Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
-import * as monitoring from '../imports/monitoring.coreos.com';
 import { DcgmFieldType, KNOWN_DCGM_FIELDS } from './dcgm-fields';
 import { DCGM_EXPORTER_PORT, DCGM_GPU_UTIL_FIELD, DCGM_GPU_UTILIZATION, DcgmPodLabels, GpuUtilizationSource } from './gpu-metrics';
 import { GPU_NODE_LABEL, GPU_TOLERATION } from './gpu-node-labels';
 import { checkDnsLabel, invalidProp } from './validation';
+import * as monitoring from '../imports/monitoring.coreos.com';
 
 const CONSTRUCT = 'DcgmExporter';
 

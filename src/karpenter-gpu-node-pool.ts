@@ -1,9 +1,9 @@
 import { Duration } from 'cdk8s';
 import { Construct } from 'constructs';
-import * as karpenter from '../imports/karpenter.sh';
 import { clusterScoped } from './cluster-autoscaler-config';
 import { GpuNodeTaint, NVIDIA_GPU_RESOURCE, gpuNodeLabels, gpuNodeTaints } from './gpu-node-labels';
 import { checkDnsSubdomain, checkInteger, invalidProp } from './validation';
+import * as karpenter from '../imports/karpenter.sh';
 
 const CONSTRUCT = 'KarpenterGpuNodePool';
 
