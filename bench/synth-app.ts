@@ -18,20 +18,13 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { App, Chart, Duration } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
-import type * as DeploymentModule from '../src/gpu-worker-deployment';
-import type * as AdapterRulesModule from '../src/prometheus-adapter-rules';
-import type * as HpaModule from '../src/queue-scaled-hpa';
-import type * as MonitoringModule from '../src/queue-worker-monitoring';
+import type * as Library from '../src';
 
 // `lib`: the compiled library, as an app gets it from npm (only the app itself goes through ts-node).
 // `src`: the TypeScript sources through ts-node, for a quick run without compiling.
 const LIBRARY = process.argv[3] === 'src' ? '../src' : '../lib/src';
-/* eslint-disable @typescript-eslint/no-require-imports */
-const { GpuWorkerDeployment, ModelSource } = require(`${LIBRARY}/gpu-worker-deployment`) as typeof DeploymentModule;
-const { PrometheusAdapterRules } = require(`${LIBRARY}/prometheus-adapter-rules`) as typeof AdapterRulesModule;
-const { QueueScaledHpa } = require(`${LIBRARY}/queue-scaled-hpa`) as typeof HpaModule;
-const { QueueWorkerMonitoring } = require(`${LIBRARY}/queue-worker-monitoring`) as typeof MonitoringModule;
-/* eslint-enable @typescript-eslint/no-require-imports */
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { ModelSource, PrometheusAdapterRules, QueueProcessingGpuService } = require(LIBRARY) as typeof Library;
 /* eslint-enable import/order */
 
 /** What one process measured. */
@@ -58,29 +51,19 @@ export interface SynthMeasurement {
 }
 
 /**
- * One worker pool as users declare it: the GPU worker Deployment, its backlog autoscaler (whose rules land
- * in the app-wide prometheus-adapter ConfigMap) and its monitoring (PodMonitor and alerts; RabbitMQ's
- * per-queue ServiceMonitor once per app).
- *
- * TODO(bench): switch to the top-level QueueProcessingGpuService pattern once it is committed; until then
- * this composes the same three constructs by hand.
+ * One worker pool as users declare it: the top-level pattern, i.e. the GPU worker Deployment, its backlog
+ * HPA (whose prometheus-adapter rules land in the app-wide rules ConfigMap) and its monitoring (PodMonitor
+ * and alerts in the monitoring chart; RabbitMQ's per-queue ServiceMonitor once per app).
  */
-function addPool(workers: Chart, monitoring: Chart, rules: AdapterRulesModule.PrometheusAdapterRules, i: number): void {
-  const name = `pool-${i}`;
-  const queue = `jobs-${i}`;
-  const deployment = new GpuWorkerDeployment(workers, `Pool${i}`, {
-    name,
-    queue,
-    rabbitmqUrl: { secret: kplus.Secret.fromSecretName(workers, `Pool${i}Amqp`, 'rabbitmq-worker'), key: 'url' },
+function addPool(workers: Chart, monitoring: Chart, i: number): void {
+  new QueueProcessingGpuService(workers, `Pool${i}`, {
+    name: `pool-${i}`,
+    queue: `jobs-${i}`,
+    rabbitmqUrl: { secret: kplus.Secret.fromSecretName(workers, `Pool${i}Amqp`, `rabbitmq-pool-${i}`), key: 'url' },
     model: ModelSource.fromPersistentVolumeClaim(`models-${i}`),
     maxJobDuration: Duration.minutes(2),
-  });
-  new QueueScaledHpa(workers, `Pool${i}Hpa`, { target: deployment, queue, maxReplicas: 8, adapterRules: rules });
-  new QueueWorkerMonitoring(monitoring, `Pool${i}Monitoring`, {
-    workers: deployment,
-    name,
-    autoscalerName: name,
-    rabbitmq: i === 0 ? undefined : false,
+    maxReplicas: 8,
+    monitoring: { scope: monitoring, rabbitmq: i === 0 ? { namespace: 'messaging' } : false },
   });
 }
 
@@ -98,8 +81,9 @@ function main(): void {
     const app = new App({ outdir });
     const workers = new Chart(app, 'ai-workers', { namespace: 'ai-workers' });
     const monitoring = new Chart(app, 'monitoring', { namespace: 'monitoring' });
-    const rules = new PrometheusAdapterRules(monitoring, 'AdapterRules');
-    for (let i = 0; i < pools; i++) addPool(workers, monitoring, rules, i);
+    // The app's one rules ConfigMap, in the adapter's namespace; every pool's autoscaler finds it.
+    new PrometheusAdapterRules(monitoring, 'AdapterRules', { namespace: 'monitoring' });
+    for (let i = 0; i < pools; i++) addPool(workers, monitoring, i);
     const built = performance.now();
     app.synth();
     const synthesized = performance.now();

@@ -71,7 +71,7 @@ function main(): void {
         loadAverageAfter: loadavg(),
       },
       // What one pool is: see addPool in bench/synth-app.ts.
-      pool: 'GpuWorkerDeployment + QueueScaledHpa (rules in the app-wide prometheus-adapter ConfigMap) + QueueWorkerMonitoring',
+      pool: 'QueueProcessingGpuService: GpuWorkerDeployment + QueueScaledHpa (rules in the app-wide prometheus-adapter ConfigMap) + QueueWorkerMonitoring',
       results,
       targets: checks,
     };
