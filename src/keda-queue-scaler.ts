@@ -300,6 +300,8 @@ export class KedaQueueScaler extends Construct {
     if (!gpu) throw new Error(`${SELF}: no gpuUtilization configured`);
     const { source } = gpu;
     // Pods of a Deployment are named <deployment>-<pod-template-hash>-<suffix>; PromQL regexes are anchored.
+    // Known gap: another GPU pod in the namespace with a name of that shape (the pod of a Job named
+    // <deployment>-<word>) would be counted too; dcgm-exporter gives no owner label to select on instead.
     const pods = `${this.scaling.targetRef.name}-[a-z0-9]+-[a-z0-9]+`;
     const selector = `${source.namespaceLabel}=${promqlString(this.scaling.namespace ?? 'default')},${source.podLabel}=~${promqlString(pods)}`;
     return `sum(avg by (${source.podLabel}) (${source.series}{${selector}}))`;
