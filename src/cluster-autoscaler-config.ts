@@ -13,6 +13,7 @@ import {
 } from './cluster-autoscaler/providers';
 import { clusterRules, namespaceRules, PRIORITY_EXPANDER_CONFIGMAP } from './cluster-autoscaler/rbac';
 import { CLUSTER_AUTOSCALER_IMAGE_REPOSITORY, CLUSTER_AUTOSCALER_TAGS, kubernetesMinor } from './cluster-autoscaler/versions';
+import { NVIDIA_GPU_RESOURCE } from './gpu-node-labels';
 import { invalidProp } from './validation';
 
 export * from './cluster-autoscaler/node-groups';
@@ -44,6 +45,18 @@ export enum GpuExpander {
 
   /** The group that leaves the least CPU and memory idle after the pods are placed. */
   LEAST_WASTE = 'least-waste',
+}
+
+/** What the autoscaler needs to know of a GPU workload to check it against the node groups (a GpuWorkerDeployment fits). */
+export interface GpuWorkload {
+  /** Name, for the error message. */
+  readonly name: string;
+
+  /** The pods' termination grace period: how long a drained pod may take to finish its jobs. */
+  readonly terminationGracePeriod: Duration;
+
+  /** The extended resource and count each pod requests. */
+  readonly gpu: { readonly resourceName: string; readonly count: number };
 }
 
 /** Props of {@link ClusterAutoscalerConfig}. */
@@ -133,6 +146,14 @@ export interface ClusterAutoscalerConfigProps {
    * @default - 100m CPU and 600 MiB memory requested, memory limited to the same (upstream's figures)
    */
   readonly resources?: kplus.ContainerResources;
+
+  /**
+   * GPU workloads to check against this autoscaler: each must fit a node of some group, and its grace period
+   * must fit within `maxGracefulTermination`, or a drain would cut its jobs off. More can be added with
+   * {@link ClusterAutoscalerConfig.checkWorkload}.
+   * @default - none
+   */
+  readonly workloads?: GpuWorkload[];
 }
 
 /**
@@ -174,6 +195,9 @@ export class ClusterAutoscalerConfig extends Construct {
   /** The priority expander's ConfigMap (priority expander only). */
   public readonly priorityExpanderConfigMap?: k8s.KubeConfigMap;
 
+  /** How long the autoscaler lets a pod terminate when it drains a node. */
+  public readonly maxGracefulTermination: Duration;
+
   constructor(scope: Construct, id: string, props: ClusterAutoscalerConfigProps) {
     super(scope, id);
 
@@ -190,7 +214,9 @@ export class ClusterAutoscalerConfig extends Construct {
     if (!Object.values(GpuExpander).includes(expander)) {
       invalidProp(CONSTRUCT, 'expander', `is ${JSON.stringify(expander)}`, 'Use GpuExpander.PRIORITY or GpuExpander.LEAST_WASTE.');
     }
+    this.maxGracefulTermination = props.maxGracefulTermination ?? Duration.hours(1);
     this.args = renderArgs(provider, setup, expander, this.gpuNodeGroups, props);
+    for (const workload of props.workloads ?? []) this.checkWorkload(workload);
 
     const labels = { 'app.kubernetes.io/name': 'cluster-autoscaler', 'app.kubernetes.io/instance': 'cluster-autoscaler' };
     const metadata = (name: string) => ({ name, namespace: CLUSTER_AUTOSCALER_NAMESPACE, labels });
@@ -245,6 +271,27 @@ export class ClusterAutoscalerConfig extends Construct {
       }
       if (target) {
         for (const [key, value] of Object.entries(clusterApiAnnotations(this.gpuNodeGroups[i]))) target.metadata.addAnnotation(key, value);
+      }
+    }
+  }
+
+  /**
+   * Checks that a GPU workload fits this autoscaler: some node group offers as many GPUs per node as one pod
+   * requests (else its pods stay pending and no scale-up helps), and a drain gives its pods their full grace
+   * period (else a job still running at `maxGracefulTermination` is killed).
+   */
+  public checkWorkload(workload: GpuWorkload): void {
+    const grace = workload.terminationGracePeriod.toMilliseconds() / 1000;
+    const limit = this.maxGracefulTermination.toMilliseconds() / 1000;
+    if (grace > limit) {
+      invalidProp(CONSTRUCT, 'maxGracefulTermination', `(${limit} s) is shorter than the grace period of ${workload.name} (${grace} s)`,
+        `Set maxGracefulTermination to at least Duration.seconds(${grace}), or the autoscaler kills those pods mid-job when it drains a node.`);
+    }
+    if (workload.gpu.resourceName === NVIDIA_GPU_RESOURCE) {
+      const largest = Math.max(...this.gpuNodeGroups.map((g) => g.gpusPerNode));
+      if (workload.gpu.count > largest) {
+        invalidProp(CONSTRUCT, 'gpuNodeGroups', `offer at most ${largest} GPUs per node, but each pod of ${workload.name} requests ${workload.gpu.count}`,
+          'Add a node group with enough GPUs per node, or request fewer GPUs per pod.');
       }
     }
   }

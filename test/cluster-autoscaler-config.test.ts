@@ -190,6 +190,7 @@ describe('GPU placement agrees between node groups, the exporter and the workers
     maxJobDuration: Duration.minutes(2),
   });
   const manifests = synthValid(chart);
+  const worker = (chart.node.findChild('workers') as GpuWorkerDeployment);
   const exporterPod = only(manifests, 'DaemonSet').spec.template.spec;
   const workerPod = only(manifests, 'Deployment', 'ocr-workers').spec.template.spec;
 
@@ -207,6 +208,11 @@ describe('GPU placement agrees between node groups, the exporter and the workers
       expect(expression.values).toContain(group.labels[expression.key]);
       for (const taint of group.taints) expect(tolerates(exporterPod.tolerations, taint)).toBe(true);
     }
+  });
+
+  test('the autoscaler accepts the workers: they fit a node and a drain gives them their grace period', () => {
+    expect(() => ca.checkWorkload(worker)).not.toThrow();
+    expect(worker.terminationGracePeriod.toSeconds()).toBeLessThanOrEqual(ca.maxGracefulTermination.toSeconds());
   });
 
   test('the workers tolerate the groups\' taints and fit their GPUs', () => {
@@ -452,6 +458,26 @@ describe('ClusterAutoscalerConfig bad input', () => {
   });
 });
 
+
+describe('ClusterAutoscalerConfig workload checks', () => {
+  const workload = (grace: Duration, count: number) => ({ name: 'ocr-workers', terminationGracePeriod: grace, gpu: { resourceName: 'nvidia.com/gpu', count } });
+
+  test('a worker grace period longer than the drain limit', () => {
+    expectInvalid({ maxGracefulTermination: Duration.minutes(10), workloads: [workload(Duration.minutes(12), 1)] },
+      'maxGracefulTermination', /at least Duration.seconds\(720\)/);
+  });
+
+  test('a worker that needs more GPUs per pod than any node has', () => {
+    expectInvalid({ workloads: [workload(Duration.minutes(3), 8)] }, 'gpuNodeGroups', /offer at most 4 GPUs per node, but each pod of ocr-workers requests 8/);
+  });
+
+  test('a MIG resource is not compared with whole-GPU node groups', () => {
+    const attempt = () => new ClusterAutoscalerConfig(testChart(), 'ca', props({
+      workloads: [{ name: 'mig', terminationGracePeriod: Duration.minutes(3), gpu: { resourceName: 'nvidia.com/mig-1g.5gb', count: 7 } }],
+    }));
+    expect(attempt).not.toThrow();
+  });
+});
 
 describe('ClusterAutoscalerConfig durations', () => {
   test('a duration that is not whole seconds', () => {

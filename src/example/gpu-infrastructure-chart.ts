@@ -1,11 +1,20 @@
 import { Chart, ChartProps } from 'cdk8s';
 import { Construct } from 'constructs';
 import * as k8s from '../../imports/k8s';
-import { AwsCredentials, ClusterAutoscalerConfig, ClusterAutoscalerProvider, clusterScoped } from '../cluster-autoscaler-config';
+import { AwsCredentials, ClusterAutoscalerConfig, ClusterAutoscalerProvider, clusterScoped, GpuWorkload } from '../cluster-autoscaler-config';
 import { DcgmExporter } from '../dcgm-exporter';
 
 /** Namespace of the GPU telemetry. */
 export const GPU_MONITORING_NAMESPACE = 'gpu-monitoring';
+
+/** Properties of the {@link GpuInfrastructureChart}. */
+export interface GpuInfrastructureChartProps extends ChartProps {
+  /**
+   * The GPU workers the node groups must serve; checked to fit a node and to get their full grace period on a drain.
+   * @default - none
+   */
+  readonly workloads?: GpuWorkload[];
+}
 
 /**
  * What makes the loop work past one node, on an EKS cluster: GPU telemetry on every GPU node, and the Cluster
@@ -28,7 +37,7 @@ export class GpuInfrastructureChart extends Chart {
   /** The Cluster Autoscaler; `scaleFromZero` holds the Auto Scaling group tags to set. */
   public readonly autoscaler: ClusterAutoscalerConfig;
 
-  constructor(scope: Construct, id: string, props: ChartProps = {}) {
+  constructor(scope: Construct, id: string, props: GpuInfrastructureChartProps = {}) {
     super(scope, id, { namespace: GPU_MONITORING_NAMESPACE, ...props });
 
     const namespace = new k8s.KubeNamespace(this, 'GpuMonitoring', {
@@ -57,6 +66,7 @@ export class GpuInfrastructureChart extends Chart {
         // g5.2xlarge: one A10G, the fallback when L4 capacity runs out in the region.
         { name: 'gpu-a10g', minSize: 0, maxSize: 16, gpuType: 'nvidia-a10g', gpusPerNode: 1, priority: 10 },
       ],
+      workloads: props.workloads,
     });
   }
 }
