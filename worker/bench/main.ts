@@ -286,7 +286,7 @@ function describeLimits(model: BenchModel, broker: Map<number, DrainResult>, inf
 function printReport(limitLines: string[], comparisons: Comparison[], batchingGain: number | undefined, targets: TargetCheck[]): void {
   console.log('\nlimits:');
   for (const line of limitLines) console.log(line);
-  const header = ['run', 'batch', 'prefetch', 'jobs/s', 'broker lim', 'infer lim', 'ratio', 'p50 ms', 'p95 ms', 'p99 ms', 'mean batch', 'infer busy', 'cores w/b/h', 'peak RSS MiB'];
+  const header = ['run', 'batch', 'prefetch', 'jobs/s', 'broker lim', 'infer lim', 'ratio', 'p50 ms', 'p95 ms', 'p99 ms', 'mean batch', 'infer busy', 'ms/call w|bare', 'cores w/b/h', 'peak RSS MiB'];
   const rows = comparisons.map((c) => [
     c.run.label,
     String(c.run.maxBatchSize),
@@ -300,6 +300,7 @@ function printReport(limitLines: string[], comparisons: Comparison[], batchingGa
     fmt(c.run.latency?.ms.p99),
     fmt(c.run.meanBatchSize),
     fmt(c.run.inferenceBusy),
+    `${fmt(c.run.msPerModelCall)}|${fmt(c.inferenceLimit.msPerCall)}`,
     [c.run.cores.worker, c.run.cores.broker, c.run.cores.harness].map((v) => fmt(v, 2)).join('/'),
     fmt(c.run.peakRssMiB),
   ]);
@@ -307,6 +308,11 @@ function printReport(limitLines: string[], comparisons: Comparison[], batchingGa
   const line = (cells: string[]) => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ');
   console.log(`\n${line(header)}`);
   for (const row of rows) console.log(line(row));
+  console.log(
+    'jobs/s: first to last result of a pre-filled queue; ratio: to the lower limit; p50-p99: publish to result at ' +
+      'half that rate; infer busy: share of the drain inside model calls; ms/call: model call in the worker | bare loop; ' +
+      'cores: CPU of worker/broker/harness during the drain',
+  );
 
   console.log('\nwhere a job\'s time goes inside the worker (means, ms): decode / wait for batch and model / inference / receipt→result');
   for (const c of comparisons) {

@@ -71,6 +71,8 @@ export interface WorkerRunResult {
   readonly meanBatchSize: number;
   /** Share of the drain (first to last result) spent inside model calls (the worker's inference duration histogram). */
   readonly inferenceBusy: number;
+  /** Mean milliseconds per model call inside the worker during the drain; compare with the bare loop's. */
+  readonly msPerModelCall: number;
   /** CPU used during the drain by the worker, the broker and this harness, in cores (CPU seconds per second). */
   readonly cores: CoresUsed;
   readonly timings: WorkerTimings;
@@ -132,6 +134,7 @@ export async function runWorker(options: WorkerRunOptions): Promise<WorkerRunRes
       jobsPerSecond,
       meanBatchSize: ratio(delta(`${WorkerMetrics.batchSize}_sum`), delta(`${WorkerMetrics.batchSize}_count`)),
       inferenceBusy: ratio(delta(`${WorkerMetrics.inferenceDurationSeconds}_sum`), seconds),
+      msPerModelCall: ratio(delta(`${WorkerMetrics.inferenceDurationSeconds}_sum`) * 1000, delta(`${WorkerMetrics.inferenceDurationSeconds}_count`)),
       cores: cpu.coresBetween(arrivals[0].at, arrivals[arrivals.length - 1].at),
       timings: meanTimings(arrivals),
       latency,
