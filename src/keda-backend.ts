@@ -4,11 +4,11 @@
  * for tests that check it against a live Prometheus.
  */
 import { Construct } from 'constructs';
-import * as keda from '../imports/keda.sh';
 import { KedaQueueScaler, KedaQueueScalerProps } from './keda-queue-scaler';
 import { AdapterCustomRule, AdapterExternalRule } from './prometheus-adapter-rules';
 import { QueueScaledHpa, QueueScaledHpaProps, QueueScalingProps } from './queue-scaled-hpa';
 import { BacklogMeasure } from './rabbitmq-metrics';
+import * as keda from '../imports/keda.sh';
 
 /** Either autoscaler of a queue-consuming workload. */
 export type QueueScaler = QueueScaledHpa | KedaQueueScaler;

@@ -6,7 +6,6 @@
 import { Duration } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
-import * as keda from '../imports/keda.sh';
 import {
   claimTarget,
   QueueScalingProps,
@@ -16,6 +15,7 @@ import {
 } from './queue-scaled-hpa';
 import { BacklogMeasure, promqlString, queueBacklogQuery } from './rabbitmq-metrics';
 import { checkDnsSubdomain, checkInteger, checkNonEmpty, checkPositive, invalidProp } from './validation';
+import * as keda from '../imports/keda.sh';
 
 const SELF = 'KedaQueueScaler';
 

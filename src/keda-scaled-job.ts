@@ -5,7 +5,6 @@
 import { ApiObject, App, Chart, Duration } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
-import * as keda from '../imports/keda.sh';
 import {
   checkNoLiteralCredentials,
   KEDA_DEFAULTS,
@@ -19,6 +18,7 @@ import {
 import { wholeSeconds } from './queue-scaled-hpa';
 import { BacklogMeasure } from './rabbitmq-metrics';
 import { checkDnsSubdomain, checkInteger, checkNonEmpty, invalidProp } from './validation';
+import * as keda from '../imports/keda.sh';
 
 const SELF = 'KedaQueueJobs';
 
@@ -148,7 +148,8 @@ export class KedaQueueJobs extends Construct {
         metadata: { namespace },
         spec: { secretTargetRef: [{ parameter: 'host', name: props.rabbitmq.connection.secret.name, key: props.rabbitmq.connection.key }] },
       });
-      this.triggers.push(rabbitmqQueueTrigger(inputs, props.rabbitmq, this.triggerAuthentication.name, { scalesToZero: true, hasBacklogTrigger: true }));
+      const authName = this.triggerAuthentication.name;
+      this.triggers.push(rabbitmqQueueTrigger(inputs, props.rabbitmq, authName, { scalesToZero: true, hasBacklogTrigger: true }));
     }
     if (props.prometheus) {
       this.triggers.push(prometheusBacklogTrigger(inputs, props.prometheus));

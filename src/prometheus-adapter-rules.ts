@@ -9,8 +9,8 @@
 import { Chart, Lazy } from 'cdk8s';
 import { Construct, IConstruct } from 'constructs';
 import * as YAML from 'yaml';
-import * as k8s from '../imports/k8s';
 import { checkDnsLabel, checkDnsSubdomain, invalidProp } from './validation';
+import * as k8s from '../imports/k8s';
 
 /** The adapter's file name inside the ConfigMap; the Helm chart runs `--config=/etc/adapter/config.yaml`. */
 export const ADAPTER_CONFIG_KEY = 'config.yaml';

@@ -7,7 +7,6 @@ import { createHash } from 'crypto';
 import { ApiObject, Chart, Duration } from 'cdk8s';
 import { IScalable } from 'cdk8s-plus-27';
 import { Construct, IConstruct } from 'constructs';
-import * as k8s from '../imports/k8s';
 import { WORKER_DEFAULTS } from './contract';
 import { GpuUtilizationSource } from './gpu-metrics';
 import {
@@ -24,6 +23,7 @@ import {
   RabbitmqQueueLabels,
 } from './rabbitmq-metrics';
 import { checkDnsSubdomain, checkInteger, checkNonEmpty, checkPositive, checkRange, invalidProp } from './validation';
+import * as k8s from '../imports/k8s';
 
 // ---------------------------------------------------------------------------------------------------------
 // Behavior: how fast the replica count may move.
@@ -357,7 +357,9 @@ export function claimTarget(target: QueueScalingTarget, scaler: IConstruct): voi
 
 /** Namespace of the target's object: its own metadata, else its chart's. */
 function namespaceOf(target: QueueScalingTarget): string | undefined {
-  const own = (target as unknown as { metadata?: { namespace?: string } }).metadata?.namespace;
+  // A cdk8s-plus workload has `metadata.namespace`; a wrapper such as GpuWorkerDeployment has `namespace`.
+  const shaped = target as unknown as { metadata?: { namespace?: string }; namespace?: unknown };
+  const own = shaped.metadata?.namespace ?? (typeof shaped.namespace === 'string' ? shaped.namespace : undefined);
   if (own) return own;
   const apiObject = target.node.findAll().find((c): c is ApiObject => c instanceof ApiObject);
   return apiObject?.metadata.namespace ?? Chart.of(target).namespace;

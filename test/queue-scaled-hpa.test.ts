@@ -1,5 +1,6 @@
 import { Chart, Duration, Testing } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
+import * as YAML from 'yaml';
 import { DCGM_GPU_UTILIZATION } from '../src/gpu-metrics';
 import { PrometheusAdapterRules, renderExternalMetricsQuery } from '../src/prometheus-adapter-rules';
 import {
@@ -13,7 +14,6 @@ import {
 } from '../src/queue-scaled-hpa';
 import { BacklogMeasure, queueBacklogQuery, RabbitmqQueueSeries } from '../src/rabbitmq-metrics';
 import { InvalidPropError } from '../src/validation';
-import * as YAML from 'yaml';
 import { only, synthValid, testChart } from './util/manifests';
 
 function workers(chart: Chart, props: Partial<kplus.DeploymentProps> = {}, id = 'Workers'): kplus.Deployment {
