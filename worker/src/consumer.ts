@@ -72,6 +72,14 @@ interface ReconnectTuning {
  */
 export const DEFAULT_RECONNECT: ReconnectTuning = { initialDelayMs: 200, maxDelayMs: 15_000, initialMaxRetries: 10 };
 
+/**
+ * How a delivery is settled. Failures use basic.reject, which every RabbitMQ version counts in the quorum queue's
+ * delivery count (from 4.3, basic.nack with requeue no longer does, so a job that always fails would never reach
+ * the delivery limit). `release` uses basic.nack: back to the queue, not counted as a failure where the broker
+ * tells the two apart.
+ */
+type SettleAction = 'ack' | 'dead-letter' | 'requeue' | 'release';
+
 /** How long a clean close waits for the broker to confirm the channel is closed. */
 const CHANNEL_CLOSE_TIMEOUT_MS = 2_000;
 
@@ -330,7 +338,7 @@ export class JobConsumer<Job> {
     delivery: Delivery,
     log: Logger,
     result: { type: string; body: object } | undefined,
-    action: 'ack' | 'dead-letter' | 'requeue',
+    action: SettleAction,
     outcome: JobOutcomeName,
   ): Promise<boolean> {
     const { session, message } = delivery;
@@ -343,9 +351,10 @@ export class JobConsumer<Job> {
           log.warn({ err: (err as Error).message }, 'result not confirmed before the channel closed; the broker will redeliver the job');
           return false;
         }
-        // The broker refused the result but the channel lives: do not hold the job, give it back to the queue.
+        // The broker refused the result but the channel lives: do not hold the job, give it back to the queue
+        // without counting it as a failed attempt, since the job itself did nothing wrong.
         log.error({ err: (err as Error).message }, 'broker refused the result; job requeued');
-        action = 'requeue';
+        action = 'release';
         outcome = JobOutcome.retried;
       }
     }
@@ -356,7 +365,8 @@ export class JobConsumer<Job> {
     }
     try {
       if (action === 'ack') session.channel.ack(message);
-      else session.channel.nack(message, false, action === 'requeue');
+      else if (action === 'release') session.channel.nack(message, false, true);
+      else session.channel.reject(message, action === 'requeue');
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'could not settle the job; the broker will redeliver it');
       return false;

@@ -229,9 +229,9 @@ describe('broker connection loss', () => {
     await worker.waitUntilReady();
     const results = await broker.collectResults(t.resultsExchange);
 
-    const jobs = Array.from({ length: 30 }, (_, i) => generationJob(`backlog-${i}`, 1024));
+    const jobs = Array.from({ length: 40 }, (_, i) => generationJob(`backlog-${i}`, 1024));
     await publishJobs(t, jobs);
-    await worker.waitForLog((l) => l.msg === 'job completed');
+    await worker.waitForLog(received('backlog-0'));
     await closeWorkerConnection(workerId);
 
     await worker.waitForLog((l) => l.msg === 'reconnected to the broker; consuming again');
