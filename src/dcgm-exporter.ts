@@ -302,6 +302,8 @@ export class DcgmExporter extends Construct {
       image: props.image ?? DCGM_EXPORTER_IMAGE,
       imagePullPolicy: kplus.ImagePullPolicy.IF_NOT_PRESENT,
       // See `readOnlyRootFilesystem`: the image's entrypoint writes to the root filesystem.
+      // Known shortcoming: running the binary without its entrypoint has not been tried on a GPU node here (no GPU
+      // in this project's CI); if the exporter fails to start, `readOnlyRootFilesystem: false` restores the entrypoint.
       command: readOnlyRoot ? ['/usr/bin/dcgm-exporter'] : undefined,
       envVariables: {
         DCGM_EXPORTER_LISTEN: kplus.EnvValue.fromValue(`:${DCGM_EXPORTER_PORT}`),

@@ -100,7 +100,11 @@ export abstract class ClusterAutoscalerProvider {
   /** The cloud-side values a group needs to scale from zero. */
   public abstract cloudSettings(group: ResolvedGpuNodeGroup): NodeGroupCloudSettings;
 
-  /** Regex matching the group's id as the priority expander sees it (ids differ per provider, names are inside). */
+  /**
+   * Regex matching the group's id as the priority expander sees it (ids differ per provider, names are inside).
+   * Known shortcoming: `.*name.*` also matches a group whose name contains this one (`gpu-l4` in `gpu-l4-large`);
+   * give such groups the same priority or names that do not contain each other.
+   */
   public priorityPattern(name: string): string {
     return `.*${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}.*`;
   }
@@ -320,6 +324,8 @@ class GceProvider extends ClusterAutoscalerProvider {
     };
   }
 
+  // Known shortcoming: the kube-env format is taken from the autoscaler's GCE template code and has not been tried
+  // against a real instance template here.
   public cloudSettings(group: ResolvedGpuNodeGroup): NodeGroupCloudSettings {
     const labels = Object.entries(group.labels).map(([k, v]) => `${k}=${v}`).join(',');
     const taints = group.taints.map(taintString).join(',');
@@ -436,6 +442,7 @@ class AzureProvider extends ClusterAutoscalerProvider {
 
   public cloudSettings(group: ResolvedGpuNodeGroup): NodeGroupCloudSettings {
     // Azure tag names cannot hold "/": the autoscaler reads "_" as "/" and "~2" as "_".
+    // Known shortcoming: taken from the autoscaler's Azure template code, not tried against a real scale set here.
     const tagKey = (key: string) => key.replace(/_/g, '~2').replace(/\//g, '_');
     const values: Record<string, string> = {
       [`${AZURE_TAG_PREFIX}_resources_${tagKey(NVIDIA_GPU_RESOURCE)}`]: String(group.gpusPerNode),

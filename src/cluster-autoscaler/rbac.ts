@@ -45,6 +45,9 @@ export function clusterRules(options: { dra: boolean; clusterApi: boolean }): k8
   }
   if (options.clusterApi) {
     // The Cluster API provider scales MachineDeployments/MachinePools through their scale subresource.
+    // Known shortcoming: scale from zero through an infrastructure provider's own machine templates (instead of
+    // the capacity annotations) also needs get/list on those templates; their kinds differ per provider and are
+    // not granted here, so such users must add a ClusterRole for them.
     rules.push(
       {
         apiGroups: ['cluster.x-k8s.io'],

@@ -7,7 +7,10 @@
 /** The autoscaler image repository upstream publishes to. */
 export const CLUSTER_AUTOSCALER_IMAGE_REPOSITORY = 'registry.k8s.io/autoscaling/cluster-autoscaler';
 
-/** Image tag per Kubernetes minor version (`1.31` → `v1.31.2`). */
+/**
+ * Image tag per Kubernetes minor version (`1.31` → `v1.31.2`).
+ * Known shortcoming: a fixed table goes stale as upstream ships patches and minors; `image` overrides it.
+ */
 export const CLUSTER_AUTOSCALER_TAGS: { readonly [kubernetesMinor: string]: string } = {
   '1.27': 'v1.27.7',
   '1.28': 'v1.28.4',
