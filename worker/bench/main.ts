@@ -105,6 +105,7 @@ interface Options {
   readonly latencyLoad: number;
   readonly mlpJobs?: number;
   readonly detectionJobs?: number;
+  readonly runs?: string[];
 }
 
 async function main(): Promise<void> {
@@ -125,7 +126,10 @@ async function main(): Promise<void> {
   for (const plan of PLANS.filter((p) => options.models.includes(p.model().key))) {
     const model = plan.model();
     const jobs = model.key === 'mlp' ? sizes.mlpJobs : sizes.detectionJobs;
-    const runs = plan.runs.map((r) => ({ ...r, effectivePrefetch: effectivePrefetch(r) }));
+    const runs = plan.runs
+      .filter((r) => options.runs === undefined || options.runs.includes(r.label))
+      .map((r) => ({ ...r, effectivePrefetch: effectivePrefetch(r) }));
+    if (runs.length === 0) continue;
 
     // Both limits, at every prefetch and batch size a worker run below uses.
     const [brokerLimit, inference] = await limits(model, jobs, runs.map((r) => r.effectivePrefetch), runs.map((r) => r.maxBatchSize), sizes.inferenceSeconds);
@@ -362,18 +366,23 @@ function parseOptions(): Options {
     .name('bench')
     .description('Worker throughput and latency against the broker and inference limits, on the local RabbitMQ')
     .option('--smoke', 'a few jobs per stage: proves the harness works, measures nothing (also BENCH_SMOKE=1)', false)
-    .option('--models <list>', 'comma-separated: mlp, detection', (v) => v.split(',').map((s) => s.trim()), ['mlp', 'detection'])
+    .option('--models <list>', 'comma-separated: mlp, detection', list, ['mlp', 'detection'])
     .option('--out <file>', 'results JSON (default bench/results/worker.json; none in smoke mode)')
     .option('--cpu-prof <dir>', 'write a V8 CPU profile of each worker process into <dir>')
     .option('--latency-load <fraction>', 'publish rate of the latency phase, as a fraction of the drained throughput', fraction, 0.5)
+    .option('--runs <labels>', `comma-separated subset of the worker runs: ${PLANS.flatMap((p) => p.runs.map((r) => r.label)).join(', ')}`, list)
     .option('--mlp-jobs <n>', `jobs per MLP stage (default ${FULL.mlpJobs}, smoke ${SMOKE.mlpJobs})`, positiveInt)
     .option('--detection-jobs <n>', `jobs per detection stage (default ${FULL.detectionJobs}, smoke ${SMOKE.detectionJobs})`, positiveInt)
     .parse();
-  const opts = program.opts<{ smoke: boolean; models: string[]; out?: string; cpuProf?: string; latencyLoad: number; mlpJobs?: number; detectionJobs?: number }>();
+  const opts = program.opts<{ smoke: boolean; models: string[]; out?: string; cpuProf?: string; latencyLoad: number; mlpJobs?: number; detectionJobs?: number; runs?: string[] }>();
   for (const m of opts.models) {
     if (m !== 'mlp' && m !== 'detection') throw new InvalidArgumentError(`--models: unknown model "${m}"; use mlp and/or detection`);
   }
   return { ...opts, smoke: opts.smoke || process.env.BENCH_SMOKE === '1', cpuProf: opts.cpuProf ? resolve(opts.cpuProf) : undefined };
+}
+
+function list(value: string): string[] {
+  return value.split(',').map((s) => s.trim()).filter((s) => s !== '');
 }
 
 function positiveInt(value: string): number {
