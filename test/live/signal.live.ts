@@ -25,12 +25,14 @@ import {
   WorkerMetrics,
 } from '../../src';
 import { GpuWorkerDeployment, ModelSource } from '../../src/gpu-worker-deployment';
+import { KedaQueueScaler, RabbitmqProtocol } from '../../src/keda-queue-scaler';
 import { QueueScaledHpa } from '../../src/queue-scaled-hpa';
 import { QueueWorkerAlert, QueueWorkerAlertNames, workerPodNamePattern } from '../../src/queue-worker-monitoring';
 import { Manifest, synthValid, only } from '../util/manifests';
 import { LiveBroker, prometheusPluginEnabled, RABBITMQ_METRICS_ADDRESS } from './harness/broker';
 import { podsOf, rabbitmqClusterOperatorObjects, serviceOf } from './harness/cluster';
 import { FixtureServer } from './harness/fixture-server';
+import { KedaTrigger, kedaPrometheusValue, kedaRabbitmqHttpQueueLength } from './harness/keda';
 import { PrometheusServer, prometheusVersion, freePort } from './harness/prometheus';
 import { adapterConfigFromConfigMap, buildExternalQuery, PrometheusAdapterModel } from './harness/prometheus-adapter';
 import { monitorJobs, prometheusRuleGroups, SimulatedCluster } from './harness/scrape-config';
@@ -291,6 +293,60 @@ describe('the HPA external metric, as prometheus-adapter serves it', () => {
   test('the same rule serves the other queue its own depth', async () => {
     const answer = await adapterBacklog(adapter, { matchLabels: { queue: otherQueue } });
     expect(answer.samples.map((s) => [s.metric.queue, s.value])).toEqual([[otherQueue, OTHER_QUEUE_DEPTH]]);
+  });
+
+  test('the KEDA variant reads the same backlog: its prometheus trigger\'s query and its rabbitmq trigger\'s queue', async () => {
+    const backlog = BACKLOG_STEPS[BACKLOG_STEPS.length - 1].backlog;
+    const app = Testing.app();
+    const chart = new Chart(app, 'keda', { namespace: NAMESPACES.workers });
+    const secret = kplus.Secret.fromSecretName(chart, 'S', 'rabbitmq-worker');
+    const deployment = new GpuWorkerDeployment(chart, 'Workers', {
+      name: WORKER_DEPLOYMENT,
+      queue,
+      rabbitmqUrl: { secret, key: 'url' },
+      model: ModelSource.fromPersistentVolumeClaim('models'),
+      maxJobDuration: Duration.minutes(2),
+    });
+    new KedaQueueScaler(chart, 'Scaler', {
+      target: deployment,
+      queue,
+      vhost: broker!.vhost,
+      backlogPerReplica: TARGET,
+      maxReplicas: MAX_REPLICAS,
+      rabbitmq: { connection: { secret, key: 'management-url' }, protocol: RabbitmqProtocol.HTTP },
+      prometheus: { serverAddress: 'http://prometheus-operated.monitoring.svc:9090' },
+      gpuUtilization: { source: scenario.dcgm.gpuUtilization! },
+    });
+    const scaledObject = only(synthValid(chart), 'ScaledObject');
+    const triggers: KedaTrigger[] = scaledObject.spec.triggers;
+    const byType = (type: string) => triggers.filter((t) => t.type === type);
+
+    // Prometheus trigger (what KEDA runs against serverAddress; here against the suite's Prometheus).
+    const [backlogTrigger, gpuTrigger] = byType('prometheus');
+    expect(await kedaPrometheusValue(prometheus!, backlogTrigger)).toBe(backlog);
+    expect(backlogTrigger.metadata.query).toBe(backlogMetric().query);
+
+    // Rabbitmq trigger: the management API, as the TriggerAuthentication's Secret would point KEDA at it.
+    const [rabbitTrigger] = byType('rabbitmq');
+    const length = await eventually('management API reports the queue', () =>
+      kedaRabbitmqHttpQueueLength('http://guest:guest@127.0.0.1:15672/', rabbitTrigger), (v) => v === backlog, 20_000);
+    expect(length).toBe(backlog);
+
+    // Both triggers are AverageValue targets of KEDA's HPA: the same replica count as the adapter-backed HPA.
+    const desired = hpaDesiredReplicas({
+      currentReplicas: 1,
+      minReplicas: 1,
+      maxReplicas: scaledObject.spec.maxReplicaCount,
+      metrics: [
+        { type: 'ExternalAverageValue', name: 'prometheus', values: [backlog], averageValue: Number(backlogTrigger.metadata.threshold) },
+        { type: 'ExternalAverageValue', name: 'rabbitmq', values: [length], averageValue: Number(rabbitTrigger.metadata.value) },
+      ],
+    });
+    expect(desired.proposals.map((p) => p.replicas)).toEqual([Math.ceil(backlog / TARGET), Math.ceil(backlog / TARGET)]);
+    expect(desired.desiredReplicas).toBe(BACKLOG_STEPS[BACKLOG_STEPS.length - 1].replicas);
+
+    // The GPU trigger sums the worker pods' average utilization, and only theirs.
+    expect(await kedaPrometheusValue(prometheus!, gpuTrigger)).toBe(FIXTURE_UTILIZATION.reduce((a, b) => a + b, 0));
   });
 
   test('alerts while jobs pile up and nobody consumes: backlog growing and no consumers hold, dead letters do not', async () => {
