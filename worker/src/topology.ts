@@ -24,7 +24,8 @@ export function jobQueueArguments(names: TopologyNames): Record<string, unknown>
     // Replicated and durable: a broker node restart loses no job.
     'x-queue-type': 'quorum',
     // The broker's own backstop against a job that crashes every worker that takes it: after this many
-    // redeliveries it dead-letters the message even if no worker lives long enough to do so.
+    // redeliveries it dead-letters the message even if no worker lives long enough to do so. Shortcoming: such a
+    // job gets no AIGenerationJobFailed result, since no worker survived to publish one.
     'x-delivery-limit': names.deliveryLimit,
     'x-dead-letter-exchange': names.deadLetterExchange,
     // At-least-once dead-lettering keeps a rejected job until the dead-letter queue has confirmed it,
