@@ -2,7 +2,6 @@ import { posix } from 'path';
 import { ApiObject, Duration, JsonPatch, Names, Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
-import * as k8s from '../imports/k8s';
 import {
   DEFAULT_WORKER_IMAGE,
   EXECUTION_PROVIDERS,
@@ -13,6 +12,7 @@ import {
 } from './contract';
 import { GPU_TOLERATION, NVIDIA_GPU_RESOURCE } from './gpu-node-labels';
 import { checkDnsLabel, checkDnsSubdomain, checkInteger, checkNonEmpty, invalidProp } from './validation';
+import * as k8s from '../imports/k8s';
 
 const CONSTRUCT = 'GpuWorkerDeployment';
 
@@ -493,17 +493,28 @@ export class GpuWorkerDeployment extends Construct implements kplus.IScalable {
     this.deadLetterQueue = checkQueueName('deadLetterQueue', props.deadLetterQueue ?? WORKER_DEFAULTS.deadLetterQueue);
     const resultsExchange = checkQueueName('resultsExchange', props.resultsExchange ?? WORKER_DEFAULTS.resultsExchange);
     const deadLetterExchange = checkQueueName('deadLetterExchange', props.deadLetterExchange ?? WORKER_DEFAULTS.deadLetterExchange);
-    const deliveryLimit = checkInteger(CONSTRUCT, 'deliveryLimit', props.deliveryLimit ?? WORKER_DEFAULTS.deliveryLimit);
-    const maxBatchSize = checkInteger(CONSTRUCT, 'maxBatchSize', props.maxBatchSize ?? WORKER_DEFAULTS.maxBatchSize);
-    const prefetch = checkInteger(CONSTRUCT, 'prefetch', props.prefetch ?? maxBatchSize);
+    if (this.queue === this.deadLetterQueue) {
+      invalidProp(CONSTRUCT, 'deadLetterQueue', `is the job queue (${JSON.stringify(this.queue)}), so dead-lettered jobs would be consumed again`,
+        'Give the dead-letter queue its own name.');
+    }
+    if (resultsExchange === deadLetterExchange) {
+      invalidProp(CONSTRUCT, 'deadLetterExchange', `is the results exchange (${JSON.stringify(resultsExchange)})`,
+        'Give the dead-letter exchange its own name, so rejected jobs are not mixed with results.');
+    }
+    const deliveryLimit = checkBetween('deliveryLimit', props.deliveryLimit ?? WORKER_DEFAULTS.deliveryLimit, 1, WORKER_LIMITS.deliveryLimit);
+    const maxBatchSize = checkBetween('maxBatchSize', props.maxBatchSize ?? WORKER_DEFAULTS.maxBatchSize, 1, WORKER_LIMITS.maxBatchSize);
+    const prefetch = checkBetween('prefetch', props.prefetch ?? maxBatchSize, 1, WORKER_LIMITS.prefetch);
     this.maxBatchSize = maxBatchSize;
     this.prefetch = prefetch;
     if (prefetch < maxBatchSize) {
       invalidProp(CONSTRUCT, 'prefetch', `(${prefetch}) is less than \`maxBatchSize\` (${maxBatchSize}), so batches never fill`,
         'Set `prefetch` >= `maxBatchSize`, or lower `maxBatchSize`.');
     }
-    const maxBatchWaitMs = checkDurationMs('maxBatchWait', props.maxBatchWait ?? Duration.millis(WORKER_DEFAULTS.maxBatchWaitMs), 0);
-    const maxMessageBytes = checkSizeBytes('maxMessageSize', props.maxMessageSize ?? Size.kibibytes(WORKER_DEFAULTS.maxMessageBytes / 1024));
+    const maxBatchWaitMs = checkBetween('maxBatchWait (ms)',
+      checkDurationMs('maxBatchWait', props.maxBatchWait ?? Duration.millis(WORKER_DEFAULTS.maxBatchWaitMs), 0), 0, WORKER_LIMITS.maxBatchWaitMs);
+    const maxMessageBytes = checkBetween('maxMessageSize (bytes)',
+      Math.floor(checkSizeBytes('maxMessageSize', props.maxMessageSize ?? Size.kibibytes(WORKER_DEFAULTS.maxMessageBytes / 1024))),
+      WORKER_LIMITS.minMessageBytes, WORKER_LIMITS.maxMessageBytes);
     const modelPath = checkModelPath(props.modelPath ?? WORKER_DEFAULTS.modelPath);
     const executionProvider = props.executionProvider ?? 'cuda';
     if (!EXECUTION_PROVIDERS.includes(executionProvider)) {
@@ -515,7 +526,11 @@ export class GpuWorkerDeployment extends Construct implements kplus.IScalable {
     }
 
     this.maxJobDuration = props.maxJobDuration;
-    const maxJobMs = checkDurationMs('maxJobDuration', props.maxJobDuration, 1);
+    const maxJobMs = Math.ceil(checkDurationMs('maxJobDuration', props.maxJobDuration, 1));
+    if (maxJobMs > WORKER_LIMITS.shutdownTimeoutMs) {
+      invalidProp(CONSTRUCT, 'maxJobDuration', `is ${props.maxJobDuration.toHumanString()}, longer than the worker's 24-hour shutdown limit`,
+        'Split the work into shorter jobs, or run it as Kubernetes Jobs (KEDA ScaledJob) instead.');
+    }
     const marginMs = checkDurationMs('shutdownMargin', props.shutdownMargin ?? Duration.seconds(30), 1);
     this.terminationGracePeriod = Duration.seconds(Math.ceil((maxJobMs + marginMs) / 1000));
     const startupMs = checkDurationMs('startupTimeout', props.startupTimeout ?? Duration.minutes(10), 10_000);
@@ -738,6 +753,27 @@ function fixedReplicasMessage(replicas: number): string {
     + 'Remove `replicas`: the autoscaler owns the replica count, and a fixed one would be reset on every sync.';
 }
 
+/**
+ * Ranges the worker accepts (worker/src/config.ts); a value outside them would make every pod exit at start-up,
+ * so they are refused here instead.
+ */
+const WORKER_LIMITS = {
+  deliveryLimit: 1000,
+  prefetch: 65_535,
+  maxBatchSize: 1024,
+  maxBatchWaitMs: 60_000,
+  minMessageBytes: 1024,
+  maxMessageBytes: 512 * 1024 * 1024,
+  shutdownTimeoutMs: 24 * 60 * 60 * 1000,
+} as const;
+
+function checkBetween(prop: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    invalidProp(CONSTRUCT, prop, `is ${value}`, `Use a whole number from ${min} to ${max}, the range the worker accepts.`);
+  }
+  return value;
+}
+
 function checkQueueName(prop: string, value: string): string {
   checkNonEmpty(CONSTRUCT, prop, value);
   if (Buffer.byteLength(value) > 255) {
@@ -750,7 +786,7 @@ function checkQueueName(prop: string, value: string): string {
 }
 
 function checkDurationMs(prop: string, value: Duration, minMs: number): number {
-  const ms = value.toMilliseconds();
+  const ms = value.toMilliseconds({ integral: false });
   if (!Number.isFinite(ms) || ms < minMs) {
     const fix = minMs === 0 ? 'Use a duration of 0 or more.' : `Use a duration of at least ${minMs} ms.`;
     invalidProp(CONSTRUCT, prop, `is ${ms} ms`, minMs === 1 ? 'Use a positive duration.' : fix);

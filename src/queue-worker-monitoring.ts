@@ -1,6 +1,5 @@
 import { ApiObject, Duration, Names } from 'cdk8s';
 import { Construct } from 'constructs';
-import * as monitoring from '../imports/monitoring.coreos.com';
 import { JobOutcome, WorkerHttp, WorkerMetrics } from './contract';
 import {
   BacklogMeasure,
@@ -12,6 +11,7 @@ import {
   queueBacklogQuery,
 } from './rabbitmq-metrics';
 import { checkDnsLabel, checkNonEmpty, checkPositive, invalidProp } from './validation';
+import * as monitoring from '../imports/monitoring.coreos.com';
 
 const CONSTRUCT = 'QueueWorkerMonitoring';
 
@@ -252,7 +252,7 @@ function minutes(duration: Duration): string {
 
 /** Prometheus duration string of a Duration: whole minutes as `15m`, anything else in whole seconds. */
 export function promDuration(duration: Duration): string {
-  const seconds = Math.ceil(duration.toMilliseconds() / 1000);
+  const seconds = Math.ceil(duration.toMilliseconds({ integral: false }) / 1000);
   return seconds % 60 === 0 && seconds > 0 ? `${seconds / 60}m` : `${seconds}s`;
 }
 
@@ -367,8 +367,8 @@ export class QueueWorkerMonitoring extends Construct {
     checkNonEmpty(CONSTRUCT, 'vhost', vhost);
     const labels = props.prometheusSelectorLabels ?? { release: 'kube-prometheus-stack' };
     const interval = props.scrapeInterval ?? Duration.seconds(15);
-    if (interval.toMilliseconds() < 1000) {
-      invalidProp(CONSTRUCT, 'scrapeInterval', `is ${interval.toMilliseconds()} ms`, 'Use at least 1 second.');
+    if (interval.toMilliseconds({ integral: false }) < 1000) {
+      invalidProp(CONSTRUCT, 'scrapeInterval', `is ${interval.toMilliseconds({ integral: false })} ms`, 'Use at least 1 second.');
     }
 
     // RabbitMQ: the detailed endpoint, asked for the per-queue families only.

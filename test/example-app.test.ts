@@ -4,8 +4,8 @@ import { join } from 'path';
 import { App, Chart, Testing } from 'cdk8s';
 import { parseAllDocuments } from 'yaml';
 import { WorkerEnv, WorkerHttp } from '../src/contract';
-import { buildExampleApp } from '../src/example/app';
 import { Manifest, all, only, validateManifest } from './util/manifests';
+import { buildExampleApp } from '../src/example/app';
 
 const DIST = join(__dirname, '..', 'dist');
 

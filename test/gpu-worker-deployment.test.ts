@@ -324,6 +324,22 @@ describe('GpuWorkerDeployment', () => {
       expect(error.message).toMatch(/positive duration/);
     });
 
+    test('values outside the ranges the worker accepts are errors, not crash-looping pods', () => {
+      expect(errorOf({ deliveryLimit: 1001 }).prop).toBe('deliveryLimit');
+      expect(errorOf({ maxBatchSize: 2048, prefetch: 4096 }).prop).toBe('maxBatchSize');
+      expect(errorOf({ prefetch: 70_000 }).prop).toBe('prefetch');
+      expect(errorOf({ maxBatchWait: Duration.minutes(2) }).prop).toBe('maxBatchWait (ms)');
+      expect(errorOf({ maxBatchWait: Duration.millis(2.5) }).prop).toBe('maxBatchWait (ms)');
+      expect(errorOf({ maxMessageSize: Size.kibibytes(0.5) }).prop).toBe('maxMessageSize (bytes)');
+      expect(errorOf({ maxMessageSize: Size.gibibytes(1) }).prop).toBe('maxMessageSize (bytes)');
+      expect(errorOf({ maxJobDuration: Duration.hours(25) }).message).toMatch(/24-hour shutdown limit/);
+    });
+
+    test('a dead-letter queue or exchange that is the job queue or results exchange is an error', () => {
+      expect(errorOf({ queue: 'jobs', deadLetterQueue: 'jobs' }).prop).toBe('deadLetterQueue');
+      expect(errorOf({ resultsExchange: 'results', deadLetterExchange: 'results' }).prop).toBe('deadLetterExchange');
+    });
+
     test('prefetch below the batch size is an error naming both', () => {
       const error = errorOf({ prefetch: 2, maxBatchSize: 8 });
       expect(error.prop).toBe('prefetch');
