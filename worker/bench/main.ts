@@ -152,7 +152,7 @@ async function main(): Promise<void> {
         }),
       );
       measured.push(result);
-      comparisons.push(compare(result, brokerLimit.get(run.effectivePrefetch)!, inference.get(run.maxBatchSize)!));
+      comparisons.push(compare(result, brokerLimit.get(run.effectivePrefetch)!, bestInferenceLimit(inference, run.maxBatchSize)));
     }
 
     const gainRuns = plan.batchingGain && [measured.find((r) => r.label === plan.batchingGain![0]), measured.find((r) => r.label === plan.batchingGain![1])];
@@ -183,6 +183,10 @@ async function main(): Promise<void> {
       jobsPerSecond: round(c.run.jobsPerSecond),
       limit: round(c.limit),
       limitedBy: c.limitedBy,
+      brokerLimit: round(c.brokerLimit.perSecond),
+      inferenceLimit: round(c.inferenceLimit.inferencesPerSecond),
+      inferenceLimitBatch: c.inferenceLimit.batchSize,
+      bareMsPerCall: round(c.inferenceLimit.msPerCall),
       ratio: round(c.ratio),
       latencyMs: c.run.latency ? { p50: round(c.run.latency.ms.p50), p95: round(c.run.latency.ms.p95), p99: round(c.run.latency.ms.p99) } : undefined,
       peakRssMiB: round(c.run.peakRssMiB),
@@ -236,6 +240,15 @@ async function brokerLimit(model: BenchModel, jobs: number, prefetch: number): P
   } finally {
     await deleteTopology(names);
   }
+}
+
+/**
+ * The inference limit of a worker that may run any batch size up to `maxBatchSize`: the best rate measured at
+ * those sizes (on a CPU a larger batch is not always faster per item).
+ */
+function bestInferenceLimit(inference: Map<number, InferenceLimit>, maxBatchSize: number): InferenceLimit {
+  const candidates = [...inference.values()].filter((l) => l.batchSize <= maxBatchSize);
+  return candidates.reduce((best, l) => (l.inferencesPerSecond > best.inferencesPerSecond ? l : best));
 }
 
 function compare(run: WorkerRunResult, brokerLimit: DrainResult, inferenceLimit: InferenceLimit): Comparison {
