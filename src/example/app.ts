@@ -8,6 +8,7 @@ import { App } from 'cdk8s';
 import { AiWorkersChart } from './ai-workers-chart';
 import { ClusterChart } from './cluster-chart';
 import { GpuInfrastructureChart } from './gpu-infrastructure-chart';
+import { KedaWorkersChart } from './keda-chart';
 import { MonitoringChart } from './monitoring-chart';
 
 /**
@@ -19,6 +20,7 @@ export function buildExampleApp(app: App = new App()): App {
   const monitoring = new MonitoringChart(app, 'monitoring');
   new AiWorkersChart(app, 'ai-workers', { monitoring });
   new GpuInfrastructureChart(app, 'gpu-infrastructure');
+  new KedaWorkersChart(app, 'ai-workers-keda');
   return app;
 }
 
