@@ -651,6 +651,9 @@ export class GpuWorkerDeployment extends Construct implements kplus.IScalable {
     if (nodeQueries.length > 0) this.deployment.scheduling.attract(kplus.Node.labeled(...nodeQueries));
 
     // What cdk8s-plus 27 cannot express: extended resources, seccomp, runtime and priority class, topology spread.
+    // Shortcoming: these are JSON patches on the synthesized Deployment, so `deployment.addContainer()` after this
+    // point adds containers without a GPU (only container 0 gets one), and a cdk8s-plus upgrade that writes the
+    // same fields itself would need the patches removed.
     this.patchPodSpec({
       gpuResource: this.gpu.resourceName,
       gpuCount: this.gpu.count,

@@ -155,6 +155,8 @@ export class QueueProcessingGpuService extends Construct {
     }
 
     // Scraping and alerts on the same queue, workers and autoscaler.
+    // Shortcoming: every service scrapes its broker unless told `monitoring.rabbitmq: false`, so several services
+    // on one broker scrape it several times (the queries stay right, the broker does the work twice).
     if (props.monitoring !== false) {
       const { scope: monitoringScope, ...options } = props.monitoring ?? {};
       // In another scope (a monitoring chart), the id comes from this construct's path so that two services never

@@ -372,6 +372,8 @@ export class QueueWorkerMonitoring extends Construct {
     }
 
     // RabbitMQ: the detailed endpoint, asked for the per-queue families only.
+    // Shortcoming: plain HTTP only; a TLS-only metrics listener needs `scheme` and `tlsConfig` patched onto
+    // `rabbitmqServiceMonitor` by the user.
     if (props.rabbitmq !== false) {
       const rabbit = props.rabbitmq ?? {};
       const rabbitNamespace = checkDnsLabel(CONSTRUCT, 'rabbitmq.namespace', rabbit.namespace ?? 'messaging');
