@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import * as amqp from 'amqplib';
+import { ensureTestModels, TEST_MODELS_DIR, TestModels } from '../../scripts/build-test-models';
 import { WorkerEnv, WorkerHttp } from '../../src/contract';
 
 export const BROKER_URL = process.env.TEST_RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -20,8 +21,8 @@ const MAIN_JS = join(WORKER_DIR, 'dist', 'worker', 'src', 'main.js');
 const CLI_JS = join(WORKER_DIR, 'dist', 'worker', 'src', 'cli.js');
 
 export const MODELS = {
-  mlp: join(WORKER_DIR, 'models', 'mlp.onnx'),
-  decoder: join(WORKER_DIR, 'models', 'decoder.onnx'),
+  mlp: join(TEST_MODELS_DIR, TestModels.mlp),
+  decoder: join(TEST_MODELS_DIR, TestModels.decoder),
 };
 
 /** Topology names no other test (or engineer) uses, so tests run side by side on one broker. */
@@ -56,8 +57,9 @@ export function topologyEnv(t: TestTopology): Record<string, string> {
 // ------------------------------------------------------------------------------------------- the build
 
 /**
- * Compiles the worker into dist/ unless dist is newer than every source file. Test files run in parallel
- * jest workers, so a directory lock keeps two of them from compiling at once.
+ * Compiles the worker into dist/ unless dist is newer than every source file, and builds the test models if they
+ * are missing (`npm test` builds them first; a single `npx jest <file>` may not have). Test files run in parallel
+ * jest workers, so a directory lock keeps two of them from building at once.
  */
 export async function ensureWorkerBuilt(): Promise<void> {
   const lock = join(tmpdir(), 'gpu-queue-worker-test-build.lock');
@@ -72,6 +74,7 @@ export async function ensureWorkerBuilt(): Promise<void> {
     }
   }
   try {
+    ensureTestModels();
     if (!isBuildFresh()) {
       execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: WORKER_DIR, stdio: 'pipe' });
     }
