@@ -317,6 +317,7 @@ export class KedaQueueScaler extends Construct {
       failureThreshold: checkInteger(SELF, 'fallback.failureThreshold', fallback?.failureThreshold ?? KEDA_DEFAULTS.fallbackFailureThreshold, 1),
       replicas,
       // A monitoring outage must not remove workers that are busy: keep the current count when it is higher.
+      // KEDA before 2.17 drops this field and falls back to exactly `replicas` (see docs/scaling.md).
       behavior: keda.ScaledObjectSpecFallbackBehavior.CURRENT_REPLICAS_IF_HIGHER,
     };
   }
