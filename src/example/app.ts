@@ -18,8 +18,8 @@ import { MonitoringChart } from './monitoring-chart';
 export function buildExampleApp(app: App = new App()): App {
   new ClusterChart(app, 'cluster');
   const monitoring = new MonitoringChart(app, 'monitoring');
-  new AiWorkersChart(app, 'ai-workers', { monitoring });
-  new GpuInfrastructureChart(app, 'gpu-infrastructure');
+  const aiWorkers = new AiWorkersChart(app, 'ai-workers', { monitoring });
+  new GpuInfrastructureChart(app, 'gpu-infrastructure', { workloads: [aiWorkers.ocr.workers] });
   new KedaWorkersChart(app, 'ai-workers-keda');
   return app;
 }
