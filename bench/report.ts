@@ -43,7 +43,10 @@ function main(): void {
       `${n(s.latencyMs?.p50)} / ${n(s.latencyMs?.p95)} / ${n(s.latencyMs?.p99)} | ${n(r.meanBatchSize)} | ${pct(r.inferenceBusy)} | ` +
       `${n(r.msPerModelCall)} / ${n(s.bareMsPerCall)} (${s.inferenceLimitBatch}) | ${n(r.cores.worker, 2)} / ${n(r.cores.broker, 2)} / ${n(r.cores.harness, 2)} | ${n(s.peakRssMiB)} MiB |`);
   }
-  lines.push('', `Dynamic batching gain (MLP, batch 8 over batch 1, both at prefetch 8): **${n(worker.batchingGain)}×**.`, '');
+  lines.push('');
+  for (const g of worker.batchingGains) {
+    lines.push(`Dynamic batching gain at prefetch ${g.prefetch} (\`${g.batched}\` over \`${g.single}\`): **${n(g.gain)}×**.`, '');
+  }
   lines.push('| target | required | measured | |', '| --- | --- | --- | --- |');
   for (const t of worker.targets) lines.push(`| ${t.target} | ≥ ${t.required} | ${n(t.measured)} | ${t.met ? 'met' : '**missed**'} |`);
 
