@@ -126,6 +126,11 @@ class PvcModelSource extends ModelSource {
   constructor(private readonly claimName: string, private readonly options: PersistentVolumeClaimModelOptions) {
     super();
     checkDnsSubdomain(CONSTRUCT, 'model (claim name)', claimName);
+    const subPath = options.subPath;
+    if (subPath !== undefined && (subPath === '' || posix.isAbsolute(subPath) || subPath.split('/').includes('..'))) {
+      invalidProp(CONSTRUCT, 'model.subPath', `is ${JSON.stringify(subPath)}`,
+        'Give a relative directory inside the claim, without "..": the API server refuses anything else.');
+    }
   }
 
   public bind(scope: Construct, _modelDir: string): ModelSourceBinding {

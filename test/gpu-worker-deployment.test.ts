@@ -377,6 +377,10 @@ describe('GpuWorkerDeployment', () => {
       expect(errorOf({ logLevel: 'verbose' as any }).prop).toBe('logLevel');
     });
 
+    test.each(['/ocr', '../ocr', 'models/../../etc', ''])('a claim subPath %p is an error', (subPath) => {
+      expect(() => ModelSource.fromPersistentVolumeClaim('ocr-models', { subPath })).toThrow(/`model.subPath`/);
+    });
+
     test('an init-container model source without a command is an error', () => {
       expect(() => ModelSource.fromInitContainer({ image: 'curlimages/curl:8.8.0', command: [] })).toThrow(/`model.command`/);
     });
