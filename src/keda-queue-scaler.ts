@@ -42,7 +42,8 @@ export enum RabbitmqProtocol {
 export interface KedaRabbitmqTrigger {
   /**
    * The Secret key that holds the URL KEDA connects with, credentials included; it reaches KEDA only through
-   * a TriggerAuthentication. For HTTP: the management API, e.g. `http://user:pass@rabbitmq.messaging:15672/`;
+   * a TriggerAuthentication. For HTTP: the management API, e.g. `http://user:pass@rabbitmq.messaging:15672/`
+   * (keep the trailing slash: KEDA takes what follows it as the vhost, which `vhost` already sets);
    * for AMQP: the URL the workers use, e.g. `amqp://user:pass@rabbitmq.messaging:5672/`.
    */
   readonly connection: kplus.SecretValue;

@@ -2,6 +2,7 @@ import { Chart, Duration, Testing } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import * as YAML from 'yaml';
 import { DCGM_GPU_UTILIZATION } from '../src/gpu-metrics';
+import { GpuWorkerDeployment, ModelSource } from '../src/gpu-worker-deployment';
 import { PrometheusAdapterRules, renderExternalMetricsQuery } from '../src/prometheus-adapter-rules';
 import {
   DEFAULT_SCALE_DOWN,
@@ -203,6 +204,25 @@ describe('QueueScaledHpa', () => {
     hpa(chart, { backlogPerReplica: 0.5 });
     const [metric] = only(synthValid(chart), 'HorizontalPodAutoscaler').spec.metrics;
     expect(metric.external.target.averageValue).toBe('500m');
+  });
+
+  test('on a GpuWorkerDeployment: target reference, namespace, and no spec.replicas', () => {
+    const app = Testing.app();
+    const chart = new Chart(app, 'workers', { namespace: 'ai-workers' });
+    const target = new GpuWorkerDeployment(chart, 'Gpu', {
+      name: 'ocr-workers',
+      rabbitmqUrl: { secret: kplus.Secret.fromSecretName(chart, 'Url', 'rabbitmq-credentials'), key: 'url' },
+      model: ModelSource.fromPersistentVolumeClaim('models'),
+      maxJobDuration: Duration.minutes(2),
+    });
+    hpa(chart, { target });
+    const manifests = synthValid(chart);
+    const deployment = only(manifests, 'Deployment');
+    const autoscaler = only(manifests, 'HorizontalPodAutoscaler');
+    expect(deployment.spec.replicas).toBeUndefined();
+    expect(autoscaler.metadata).toEqual({ name: 'ocr-workers', namespace: 'ai-workers' });
+    expect(autoscaler.spec.scaleTargetRef).toEqual({ apiVersion: 'apps/v1', kind: 'Deployment', name: deployment.metadata.name });
+    expect(target.hasAutoscaler).toBe(true);
   });
 
   test('minReplicas 0 is allowed when the cluster has HPAScaleToZero', () => {
