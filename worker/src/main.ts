@@ -29,12 +29,21 @@ async function main(): Promise<void> {
 
   const logger = createLogger({ level: config.logLevel, workerId: config.workerId });
   logger.info({ config: describeConfig(config) }, 'starting');
+
   if (config.prefetch < config.maxBatchSize) {
     logger.warn(
       { prefetch: config.prefetch, maxBatchSize: config.maxBatchSize },
       `${WorkerEnv.PREFETCH} is below ${WorkerEnv.MAX_BATCH_SIZE}: batches can never fill`,
     );
   }
+
+  // Until the consumer exists there is no job to finish: a signal during a long model load simply ends the process.
+  const exitDuringStartup = (signal: NodeJS.Signals) => {
+    logger.info({ signal }, 'signal during start-up; no jobs taken yet, exiting');
+    process.exit(0);
+  };
+  process.on('SIGTERM', exitDuringStartup);
+  process.on('SIGINT', exitDuringStartup);
 
   const metrics = new WorkerMetricsRegistry({ maxBatchSize: config.maxBatchSize });
   const state = { model: undefined as LoadedModel | undefined, consumer: undefined as JobConsumer<Job> | undefined, shuttingDown: false };
@@ -90,6 +99,8 @@ async function main(): Promise<void> {
   });
   state.consumer = consumer;
 
+  process.off('SIGTERM', exitDuringStartup);
+  process.off('SIGINT', exitDuringStartup);
   installSignalHandlers(config, logger, state, consumer, http, engine);
 
   try {
