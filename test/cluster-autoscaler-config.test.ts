@@ -271,6 +271,13 @@ describe('ClusterAutoscalerConfig providers', () => {
     });
   });
 
+  test('GCE with the instances\' own service account: no credentials in the manifests', () => {
+    const { manifests } = synthAutoscaler({ provider: ClusterAutoscalerProvider.gce({ credentials: GceCredentials.instanceServiceAccount() }) });
+    expect(container(manifests).env).toBeUndefined();
+    expect(only(manifests, 'ServiceAccount').metadata.annotations).toBeUndefined();
+    expect(only(manifests, 'Deployment').spec.template.spec.volumes).toBeUndefined();
+  });
+
   test('GCE key file from the user\'s Secret, mounted read-only', () => {
     const { manifests } = synthAutoscaler({ provider: ClusterAutoscalerProvider.gce({ credentials: GceCredentials.fromSecret('ca-gcp') }) });
     expect(container(manifests).env).toEqual([{ name: 'GOOGLE_APPLICATION_CREDENTIALS', value: '/var/secrets/google/key.json' }]);

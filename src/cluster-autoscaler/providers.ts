@@ -259,6 +259,15 @@ export class GceCredentials {
     return new GceCredentials('workload-identity', { googleServiceAccount });
   }
 
+  /**
+   * The node's own service account, through the metadata server: self-managed clusters on GCE, where Workload
+   * Identity (a GKE feature) is not available. Nothing goes into the manifests; the instances' service account
+   * needs the Compute permissions on the instance groups.
+   */
+  public static instanceServiceAccount(): GceCredentials {
+    return new GceCredentials('instance', {});
+  }
+
   /** A service-account key file from the user's Secret. */
   public static fromSecret(secretName: string, key = 'key.json'): GceCredentials {
     return new GceCredentials('secret', { secretName, key });
@@ -266,7 +275,7 @@ export class GceCredentials {
 
   private constructor(
     /** How credentials are obtained. */
-    public readonly kind: 'workload-identity' | 'secret',
+    public readonly kind: 'workload-identity' | 'instance' | 'secret',
     /** Settings of that kind. */
     public readonly settings: Record<string, string>,
   ) {}
@@ -274,7 +283,7 @@ export class GceCredentials {
 
 /** Options of {@link ClusterAutoscalerProvider.gce}. */
 export interface GceProviderOptions {
-  /** Credentials: Workload Identity or a key file from the user's Secret. Never literal keys. */
+  /** Credentials: Workload Identity, the instances' service account, or a key file from the user's Secret. */
   readonly credentials: GceCredentials;
 }
 
@@ -291,7 +300,7 @@ class GceProvider extends ClusterAutoscalerProvider {
   }
 
   public validate(construct: string): void {
-    checkCredentials(construct, this.options.credentials, GceCredentials, 'GceCredentials.workloadIdentity(email) or GceCredentials.fromSecret(name)');
+    checkCredentials(construct, this.options.credentials, GceCredentials, 'GceCredentials.workloadIdentity(email), GceCredentials.instanceServiceAccount() or GceCredentials.fromSecret(name)');
     const { kind, settings } = this.options.credentials;
     if (kind === 'workload-identity' && !/^[^@\s]+@[^@\s]+\.iam\.gserviceaccount\.com$/.test(settings.googleServiceAccount)) {
       invalidProp(construct, 'provider.credentials', `names ${JSON.stringify(settings.googleServiceAccount)}`,
