@@ -27,12 +27,13 @@ import {
 import { GpuWorkerDeployment, ModelSource } from '../../src/gpu-worker-deployment';
 import { KedaQueueScaler, RabbitmqProtocol } from '../../src/keda-queue-scaler';
 import { QueueScaledHpa } from '../../src/queue-scaled-hpa';
-import { QueueWorkerAlert, QueueWorkerAlertNames, workerPodNamePattern } from '../../src/queue-worker-monitoring';
+import { KubeStateMetricsSeries, QueueWorkerAlert, QueueWorkerAlertNames, workerPodNamePattern } from '../../src/queue-worker-monitoring';
 import { Manifest, synthValid, only } from '../util/manifests';
 import { LiveBroker, prometheusPluginEnabled, RABBITMQ_METRICS_ADDRESS } from './harness/broker';
 import { podsOf, rabbitmqClusterOperatorObjects, serviceOf } from './harness/cluster';
 import { FixtureServer } from './harness/fixture-server';
 import { KedaTrigger, kedaPrometheusValue, kedaRabbitmqHttpQueueLength } from './harness/keda';
+import { kubeStateMetricsObjects, kubeStateMetricsPage } from './harness/kube-state-metrics';
 import { PrometheusServer, prometheusVersion, freePort } from './harness/prometheus';
 import { adapterConfigFromConfigMap, buildExternalQuery, PrometheusAdapterModel } from './harness/prometheus-adapter';
 import { monitorJobs, prometheusRuleGroups, SimulatedCluster } from './harness/scrape-config';
@@ -80,6 +81,8 @@ let scenario: Scenario;
 let prometheus: PrometheusServer | undefined;
 let broken: PrometheusServer | undefined;
 let fixture: FixtureServer | undefined;
+let ksm: FixtureServer | undefined;
+let ksmObjects: ReturnType<typeof kubeStateMetricsObjects>;
 const workers: WorkerProcess[] = [];
 const workerPorts: Record<string, number> = {};
 let adapter: PrometheusAdapterModel;
@@ -100,8 +103,8 @@ function cluster(s: Scenario): SimulatedCluster {
   // The operator's headless Service of the same cluster, with the same labels but no metrics port.
   const nodesService = { ...rabbit.service, name: `${RABBITMQ_CLUSTER}-nodes`, ports: [{ name: 'epmd', port: 4369 }, { name: 'cluster-links', port: 25672 }] };
   return {
-    pods: [rabbit.pod, ...workerPods, neighbour, ...exporterPods],
-    services: [rabbit.service, nodesService, serviceOf(s.manifests.dcgmService)],
+    pods: [rabbit.pod, ...workerPods, neighbour, ...exporterPods, ksmObjects.pod],
+    services: [rabbit.service, nodesService, serviceOf(s.manifests.dcgmService), ksmObjects.service],
   };
 }
 
@@ -127,6 +130,20 @@ function alert(name: string): QueueWorkerAlert {
   const found = scenario.monitoring.alerts.find((a) => a.alert === name);
   if (!found) throw new Error(`the PrometheusRule has no alert ${name}`);
   return found;
+}
+
+/**
+ * The kube-state-metrics page for the cluster state of a step: the HPA at its maximum or not, and one worker pod
+ * that no node can take (no GPU free) or none.
+ */
+function clusterState(state: { atMax: boolean; pending: boolean }): string {
+  const hpa = scenario.manifests.hpa;
+  return kubeStateMetricsPage({
+    hpas: [{
+      namespace: hpa.metadata.namespace!, name: hpa.metadata.name!, max: hpa.spec.maxReplicas, current: state.atMax ? hpa.spec.maxReplicas : 2,
+    }],
+    unschedulablePods: state.pending ? [{ namespace: NAMESPACES.workers, pod: `${scenario.workers.name}-6d8f7c9b54-q7w2e` }] : [],
+  });
 }
 
 /** Evaluates an alert's expression on the live data: any series means its condition holds. */
@@ -185,6 +202,11 @@ beforeAll(async () => {
     fixture = await FixtureServer.start(page, metricsPath);
   });
 
+  await step('serve kube-state-metrics for an idle cluster', async () => {
+    ksm = await FixtureServer.start(clusterState({ atMax: false, pending: false }));
+    ksmObjects = kubeStateMetricsObjects(NAMESPACES.monitoring, PROMETHEUS_SELECTOR.release, ksm.address);
+  });
+
   for (const pod of WORKER_PODS) workerPorts[pod] = await freePort();
   const c = cluster(scenario);
   const m = scenario.manifests;
@@ -197,10 +219,13 @@ beforeAll(async () => {
   const dcgmNaive = clone(m.dcgmServiceMonitor);
   dcgmNaive.spec.endpoints[0].honorLabels = false;
   delete dcgmNaive.spec.endpoints[0].relabelings;
+  const ksmNaive = clone(ksmObjects.serviceMonitor);
+  ksmNaive.spec.endpoints[0].honorLabels = false;
 
   [prometheus, broken] = await step('start Prometheus with the synthesized scrape settings', () => Promise.all([
-    PrometheusServer.start('good', prometheusConfig([m.rabbitmqServiceMonitor, m.workerPodMonitor, m.dcgmServiceMonitor], m.prometheusRule, c)),
-    PrometheusServer.start('broken', prometheusConfig([rabbitDefault, dcgmNaive], undefined, c)),
+    PrometheusServer.start('good', prometheusConfig(
+      [m.rabbitmqServiceMonitor, m.workerPodMonitor, m.dcgmServiceMonitor, ksmObjects.serviceMonitor], m.prometheusRule, c)),
+    PrometheusServer.start('broken', prometheusConfig([rabbitDefault, dcgmNaive, ksmNaive], undefined, c)),
   ]));
   const adapterConfig = adapterConfigFromConfigMap(m.adapterConfigMap);
   adapter = new PrometheusAdapterModel(adapterConfig, prometheus!);
@@ -209,7 +234,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all(workers.map((w) => w.stop(5000)));
-  await Promise.all([prometheus?.stop(), broken?.stop(), fixture?.stop()]);
+  await Promise.all([prometheus?.stop(), broken?.stop(), fixture?.stop(), ksm?.stop()]);
   await broker?.close();
 }, 60_000);
 
@@ -353,6 +378,20 @@ describe('the HPA external metric, as prometheus-adapter serves it', () => {
     await eventually('JobQueueBacklogGrowing holds', () => holds(QueueWorkerAlertNames.backlogGrowing), (v) => v);
     await eventually('JobQueueHasNoConsumers holds', () => holds(QueueWorkerAlertNames.noConsumers), (v) => v);
     expect(await holds(QueueWorkerAlertNames.deadLetterNotEmpty)).toBe(false);
+    expect(await holds(QueueWorkerAlertNames.autoscalerAtMax)).toBe(false);
+    expect(await holds(QueueWorkerAlertNames.podsUnschedulable)).toBe(false);
+  });
+
+  test('with the HPA at its maximum and a worker pod unschedulable, those alerts hold too (kube-state-metrics)', async () => {
+    ksm!.setPage(clusterState({ atMax: true, pending: true }));
+    await eventually('JobQueueAutoscalerAtMaxReplicas holds', () => holds(QueueWorkerAlertNames.autoscalerAtMax), (v) => v);
+    await eventually('GpuWorkerPodsUnschedulable holds', () => holds(QueueWorkerAlertNames.podsUnschedulable), (v) => v);
+
+    // Broken: kube-state-metrics scraped without honorLabels; its series name its own namespace, the alerts stay blind.
+    const pending = `${KubeStateMetricsSeries.podUnschedulable} == 1`;
+    const seen = await eventually('broken Prometheus sees the pending pod', () => broken!.query(pending), (r) => r.length === 1);
+    expect(seen[0].metric).toMatchObject({ namespace: NAMESPACES.monitoring, exported_namespace: NAMESPACES.workers });
+    expect(await broken!.query(alert(QueueWorkerAlertNames.podsUnschedulable).expr)).toEqual([]);
   });
 });
 
@@ -442,9 +481,12 @@ describe('real workers drain the queue', () => {
     expect(alert(QueueWorkerAlertNames.brokerDisconnected).expr).toContain(WorkerMetrics.brokerConnected);
   });
 
-  test('with the queue drained and consumed, the backlog and consumer alerts no longer hold', async () => {
+  test('with the queue drained and consumed, the backlog, consumer, capacity and autoscaler alerts no longer hold', async () => {
+    ksm!.setPage(clusterState({ atMax: false, pending: false }));
     await eventually('JobQueueHasNoConsumers clears', () => holds(QueueWorkerAlertNames.noConsumers), (v) => !v);
     await eventually('JobQueueBacklogGrowing clears', () => holds(QueueWorkerAlertNames.backlogGrowing), (v) => !v);
+    await eventually('GpuWorkerPodsUnschedulable clears', () => holds(QueueWorkerAlertNames.podsUnschedulable), (v) => !v);
+    expect(await holds(QueueWorkerAlertNames.autoscalerAtMax)).toBe(false);
     expect(await holds(QueueWorkerAlertNames.brokerDisconnected)).toBe(false);
   });
 
@@ -468,9 +510,6 @@ describe('real workers drain the queue', () => {
     const groups = await eventually('rules evaluated', () => prometheus!.rules(), (g) => g.length > 0 && g.every((x) => x.rules.every((r) => r.health === 'ok')));
     const names = groups.flatMap((g) => g.rules.map((r) => r.name)).sort();
     expect(names).toEqual(scenario.monitoring.alerts.map((a) => a.alert).sort());
-    // Not exercised with data (no kube-state-metrics here): they evaluate, and hold nothing.
-    expect(await holds(QueueWorkerAlertNames.podsUnschedulable)).toBe(false);
-    expect(await holds(QueueWorkerAlertNames.autoscalerAtMax)).toBe(false);
   });
 });
 
