@@ -3,6 +3,7 @@ import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import * as yaml from 'yaml';
 import * as k8s from '../imports/k8s';
+import * as monitoring from '../imports/monitoring.coreos.com';
 import { GpuNodeGroup, NodeGroup, ResolvedGpuNodeGroup, checkSizes, resolveGpuNodeGroup } from './cluster-autoscaler/node-groups';
 import {
   CLUSTER_AUTOSCALER_PROVIDERS,
@@ -148,6 +149,14 @@ export interface ClusterAutoscalerConfigProps {
   readonly resources?: kplus.ContainerResources;
 
   /**
+   * Have the Prometheus operator scrape the autoscaler's metrics (`cluster_autoscaler_*`: unschedulable pods,
+   * failed scale-ups, node group sizes): a Service and a ServiceMonitor carrying these labels, the ones your
+   * Prometheus selects (e.g. `{ release: 'kube-prometheus-stack' }`).
+   * @default - no scrape objects
+   */
+  readonly serviceMonitorLabels?: Record<string, string>;
+
+  /**
    * GPU workloads to check against this autoscaler: each must fit a node of some group, and its grace period
    * must fit within `maxGracefulTermination`, or a drain would cut its jobs off. More can be added with
    * {@link ClusterAutoscalerConfig.checkWorkload}.
@@ -194,6 +203,9 @@ export class ClusterAutoscalerConfig extends Construct {
 
   /** The priority expander's ConfigMap (priority expander only). */
   public readonly priorityExpanderConfigMap?: k8s.KubeConfigMap;
+
+  /** The ServiceMonitor of the autoscaler's metrics (with `serviceMonitorLabels` only). */
+  public readonly serviceMonitor?: monitoring.ServiceMonitor;
 
   /** How long the autoscaler lets a pod terminate when it drains a node. */
   public readonly maxGracefulTermination: Duration;
@@ -261,6 +273,25 @@ export class ClusterAutoscalerConfig extends Construct {
       metadata: metadata('cluster-autoscaler'),
       spec: { maxUnavailable: k8s.IntOrString.fromNumber(1), selector: { matchLabels: labels } },
     });
+
+    // Metrics: a Service in front of the pod and a ServiceMonitor for the user's Prometheus.
+    if (props.serviceMonitorLabels) {
+      new k8s.KubeService(this, 'metrics-service', {
+        metadata: metadata('cluster-autoscaler-metrics'),
+        spec: {
+          selector: labels,
+          ports: [{ name: 'metrics', port: CLUSTER_AUTOSCALER_METRICS_PORT, targetPort: k8s.IntOrString.fromString('metrics') }],
+        },
+      });
+      this.serviceMonitor = new monitoring.ServiceMonitor(this, 'service-monitor', {
+        metadata: { name: 'cluster-autoscaler', namespace: CLUSTER_AUTOSCALER_NAMESPACE, labels: { ...labels, ...props.serviceMonitorLabels } },
+        spec: {
+          selector: { matchLabels: labels },
+          namespaceSelector: { matchNames: [CLUSTER_AUTOSCALER_NAMESPACE] },
+          endpoints: [{ port: 'metrics', path: '/metrics', interval: '30s' }],
+        },
+      });
+    }
 
     // Cluster API keeps node group sizes and capacity on its own objects: annotate those defined in this app.
     for (const [i, group] of (props.gpuNodeGroups ?? []).entries()) {

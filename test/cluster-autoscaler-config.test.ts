@@ -352,6 +352,20 @@ describe('ClusterAutoscalerConfig providers', () => {
     expect(yaml.parse(only(manifests, 'ConfigMap').data.priorities)[50]).toEqual(['.*/clusters/gpu-l4$']);
   });
 
+  test('metrics scraped when asked: Service and ServiceMonitor in kube-system', () => {
+    const { ca, manifests } = synthAutoscaler({ serviceMonitorLabels: { release: 'kube-prometheus-stack' } });
+    const service = only(manifests, 'Service');
+    const monitor = only(manifests, 'ServiceMonitor');
+    expect(service.spec.ports).toEqual([{ name: 'metrics', port: 8085, targetPort: 'metrics' }]);
+    expect(container(manifests).ports).toEqual([{ containerPort: 8085, name: 'metrics' }]);
+    expect(only(manifests, 'Deployment').spec.template.metadata.labels).toMatchObject(service.spec.selector);
+    expect(service.metadata.labels).toMatchObject(monitor.spec.selector.matchLabels);
+    expect(monitor.metadata.labels).toMatchObject({ release: 'kube-prometheus-stack' });
+    expect(monitor.spec.namespaceSelector.matchNames).toEqual([service.metadata.namespace]);
+    expect(monitor.spec.endpoints[0].port).toBe(service.spec.ports[0].name);
+    expect(ca.serviceMonitor).toBeDefined();
+  });
+
   test('least-waste expander: no priority ConfigMap', () => {
     const { manifests } = synthAutoscaler({ expander: GpuExpander.LEAST_WASTE });
     expect(manifests.filter((m) => m.kind === 'ConfigMap')).toEqual([]);

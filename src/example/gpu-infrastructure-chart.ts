@@ -66,6 +66,7 @@ export class GpuInfrastructureChart extends Chart {
         // g5.2xlarge: one A10G, the fallback when L4 capacity runs out in the region.
         { name: 'gpu-a10g', minSize: 0, maxSize: 16, gpuType: 'nvidia-a10g', gpusPerNode: 1, priority: 10 },
       ],
+      serviceMonitorLabels: { release: 'kube-prometheus-stack' },
       workloads: props.workloads,
     });
   }
