@@ -492,95 +492,37 @@ export class GpuWorkerDeployment extends Construct implements kplus.IScalable {
   constructor(scope: Construct, id: string, props: GpuWorkerDeploymentProps) {
     super(scope, id);
 
-    // Validate the props and resolve defaults, all in one place.
+    // Validate the props and resolve every default, in one place (see the resolve* functions below the class).
+    const queues = resolveQueues(props);
+    const batching = resolveBatching(props);
+    const timing = resolveTiming(props);
+    const pod = resolvePod(props);
     this.name = checkDnsLabel(CONSTRUCT, 'name', props.name ?? Names.toDnsLabel(this));
-    this.queue = checkQueueName('queue', props.queue ?? WORKER_DEFAULTS.jobQueue);
-    this.deadLetterQueue = checkQueueName('deadLetterQueue', props.deadLetterQueue ?? WORKER_DEFAULTS.deadLetterQueue);
-    const resultsExchange = checkQueueName('resultsExchange', props.resultsExchange ?? WORKER_DEFAULTS.resultsExchange);
-    const deadLetterExchange = checkQueueName('deadLetterExchange', props.deadLetterExchange ?? WORKER_DEFAULTS.deadLetterExchange);
-    if (this.queue === this.deadLetterQueue) {
-      invalidProp(CONSTRUCT, 'deadLetterQueue', `is the job queue (${JSON.stringify(this.queue)}), so dead-lettered jobs would be consumed again`,
-        'Give the dead-letter queue its own name.');
-    }
-    if (resultsExchange === deadLetterExchange) {
-      invalidProp(CONSTRUCT, 'deadLetterExchange', `is the results exchange (${JSON.stringify(resultsExchange)})`,
-        'Give the dead-letter exchange its own name, so rejected jobs are not mixed with results.');
-    }
-    const deliveryLimit = checkBetween('deliveryLimit', props.deliveryLimit ?? WORKER_DEFAULTS.deliveryLimit, 1, WORKER_LIMITS.deliveryLimit);
-    const maxBatchSize = checkBetween('maxBatchSize', props.maxBatchSize ?? WORKER_DEFAULTS.maxBatchSize, 1, WORKER_LIMITS.maxBatchSize);
-    const prefetch = checkBetween('prefetch', props.prefetch ?? maxBatchSize, 1, WORKER_LIMITS.prefetch);
-    this.maxBatchSize = maxBatchSize;
-    this.prefetch = prefetch;
-    if (prefetch < maxBatchSize) {
-      invalidProp(CONSTRUCT, 'prefetch', `(${prefetch}) is less than \`maxBatchSize\` (${maxBatchSize}), so batches never fill`,
-        'Set `prefetch` >= `maxBatchSize`, or lower `maxBatchSize`.');
-    }
-    const maxBatchWaitMs = checkBetween('maxBatchWait (ms)',
-      checkDurationMs('maxBatchWait', props.maxBatchWait ?? Duration.millis(WORKER_DEFAULTS.maxBatchWaitMs), 0), 0, WORKER_LIMITS.maxBatchWaitMs);
-    const maxMessageBytes = checkBetween('maxMessageSize (bytes)',
-      Math.floor(checkSizeBytes('maxMessageSize', props.maxMessageSize ?? Size.kibibytes(WORKER_DEFAULTS.maxMessageBytes / 1024))),
-      WORKER_LIMITS.minMessageBytes, WORKER_LIMITS.maxMessageBytes);
-    const modelPath = checkModelPath(props.modelPath ?? WORKER_DEFAULTS.modelPath);
-    const executionProvider = props.executionProvider ?? 'cuda';
-    if (!EXECUTION_PROVIDERS.includes(executionProvider)) {
-      invalidProp(CONSTRUCT, 'executionProvider', `is ${JSON.stringify(executionProvider)}`, `Use one of ${EXECUTION_PROVIDERS.join(', ')}.`);
-    }
-    const logLevel = props.logLevel ?? 'info';
-    if (!LOG_LEVELS.includes(logLevel)) {
-      invalidProp(CONSTRUCT, 'logLevel', `is ${JSON.stringify(logLevel)}`, `Use one of ${LOG_LEVELS.join(', ')}.`);
-    }
-
+    this.queue = queues.jobQueue;
+    this.deadLetterQueue = queues.deadLetterQueue;
+    this.prefetch = batching.prefetch;
+    this.maxBatchSize = batching.maxBatchSize;
     this.maxJobDuration = props.maxJobDuration;
-    const maxJobMs = Math.ceil(checkDurationMs('maxJobDuration', props.maxJobDuration, 1));
-    if (maxJobMs > WORKER_LIMITS.shutdownTimeoutMs) {
-      invalidProp(CONSTRUCT, 'maxJobDuration', `is ${props.maxJobDuration.toHumanString()}, longer than the worker's 24-hour shutdown limit`,
-        'Split the work into shorter jobs, or run it as Kubernetes Jobs (KEDA ScaledJob) instead.');
-    }
-    const marginMs = checkDurationMs('shutdownMargin', props.shutdownMargin ?? Duration.seconds(30), 1);
-    this.terminationGracePeriod = Duration.seconds(Math.ceil((maxJobMs + marginMs) / 1000));
-    const startupMs = checkDurationMs('startupTimeout', props.startupTimeout ?? Duration.minutes(10), 10_000);
-
-    this.gpu = {
-      resourceName: checkExtendedResourceName(props.gpuResourceName ?? NVIDIA_GPU_RESOURCE),
-      count: checkInteger(CONSTRUCT, 'gpuCount', props.gpuCount ?? 1),
-    };
-    const memory = props.memory ?? Size.gibibytes(8);
-    const memoryBytes = checkSizeBytes('memory', memory);
-    const sharedMemory = props.sharedMemorySize ?? Size.gibibytes(1);
-    if (checkSizeBytes('sharedMemorySize', sharedMemory) >= memoryBytes) {
-      invalidProp(CONSTRUCT, 'sharedMemorySize', 'is not smaller than `memory`; /dev/shm is charged to the memory limit',
-        'Raise `memory` or lower `sharedMemorySize`.');
-    }
-    const tmpSize = props.tmpSize ?? Size.gibibytes(1);
-    checkSizeBytes('tmpSize', tmpSize);
-    checkSecretKey(props.rabbitmqUrl);
-    if (props.runtimeClassName !== undefined) checkDnsSubdomain(CONSTRUCT, 'runtimeClassName', props.runtimeClassName);
-    if (props.priorityClassName !== undefined) checkDnsSubdomain(CONSTRUCT, 'priorityClassName', props.priorityClassName);
-    Object.entries(props.gpuNodeSelector ?? {}).forEach(([key, value]) => checkNodeLabel(key, value));
-    const runAsUser = checkInteger(CONSTRUCT, 'runAsUser', props.runAsUser ?? 10001);
-    if (props.replicas !== undefined) this.fixedReplicas = checkInteger(CONSTRUCT, 'replicas', props.replicas, 0);
-    const maxUnavailable = checkInteger(CONSTRUCT, 'maxUnavailable', props.maxUnavailable ?? 1);
-    const spreads = (props.topologySpread ?? []).map((s, i) => checkSpread(s, i));
+    this.terminationGracePeriod = timing.gracePeriod;
+    this.gpu = pod.gpu;
+    this.fixedReplicas = pod.fixedReplicas;
 
     // The pods: labels chosen here rather than cdk8s-plus's generated one, so that monitors can select them by name.
     this.podSelectorLabels = { 'app.kubernetes.io/name': this.name, 'app.kubernetes.io/component': GPU_WORKER_COMPONENT };
-    const modelDir = posix.dirname(modelPath);
+    const modelDir = posix.dirname(pod.modelPath);
     const model = props.model.bind(this, modelDir);
-    const tmp = kplus.Volume.fromEmptyDir(this, 'TmpVolume', 'tmp', { sizeLimit: tmpSize });
-    const shm = kplus.Volume.fromEmptyDir(this, 'ShmVolume', 'dshm', { medium: kplus.EmptyDirMedium.MEMORY, sizeLimit: sharedMemory });
-
     this.deployment = new kplus.Deployment(this, 'Deployment', {
       metadata: { name: this.name, labels: this.podSelectorLabels },
       select: false,
       replicas: this.fixedReplicas,
       terminationGracePeriod: this.terminationGracePeriod,
       // A rollout is only stuck once new pods had their whole start-up window.
-      progressDeadline: Duration.seconds(Math.max(600, Math.ceil(startupMs / 1000) + 300)),
+      progressDeadline: Duration.seconds(Math.max(600, Math.ceil(timing.startupMs / 1000) + 300)),
       securityContext: {
         ensureNonRoot: true,
-        user: runAsUser,
-        group: runAsUser,
-        fsGroup: runAsUser,
+        user: pod.runAsUser,
+        group: pod.runAsUser,
+        fsGroup: pod.runAsUser,
         // A model volume holds few, large files; a recursive chown on every mount would only slow start-up.
         fsGroupChangePolicy: kplus.FsGroupChangePolicy.ON_ROOT_MISMATCH,
       },
@@ -591,60 +533,26 @@ export class GpuWorkerDeployment extends Construct implements kplus.IScalable {
     this.deployment.select(kplus.LabelSelector.of({ labels: this.podSelectorLabels }));
     Object.entries(this.podSelectorLabels).forEach(([key, value]) => this.deployment.podMetadata.addLabel(key, value));
 
-    // The worker container and its part of the contract.
-    const env: Record<string, kplus.EnvValue> = {
-      [WorkerEnv.RABBITMQ_URL]: kplus.EnvValue.fromSecretValue(props.rabbitmqUrl),
-      [WorkerEnv.JOB_QUEUE]: kplus.EnvValue.fromValue(this.queue),
-      [WorkerEnv.RESULTS_EXCHANGE]: kplus.EnvValue.fromValue(resultsExchange),
-      [WorkerEnv.DEAD_LETTER_EXCHANGE]: kplus.EnvValue.fromValue(deadLetterExchange),
-      [WorkerEnv.DEAD_LETTER_QUEUE]: kplus.EnvValue.fromValue(this.deadLetterQueue),
-      [WorkerEnv.DELIVERY_LIMIT]: kplus.EnvValue.fromValue(String(deliveryLimit)),
-      [WorkerEnv.PREFETCH]: kplus.EnvValue.fromValue(String(prefetch)),
-      [WorkerEnv.MAX_BATCH_SIZE]: kplus.EnvValue.fromValue(String(maxBatchSize)),
-      [WorkerEnv.MAX_BATCH_WAIT_MS]: kplus.EnvValue.fromValue(String(maxBatchWaitMs)),
-      [WorkerEnv.MAX_MESSAGE_BYTES]: kplus.EnvValue.fromValue(String(maxMessageBytes)),
-      [WorkerEnv.MODEL_PATH]: kplus.EnvValue.fromValue(modelPath),
-      [WorkerEnv.EXECUTION_PROVIDER]: kplus.EnvValue.fromValue(executionProvider),
-      [WorkerEnv.HTTP_PORT]: kplus.EnvValue.fromValue(String(WorkerHttp.port)),
-      [WorkerEnv.SHUTDOWN_TIMEOUT_MS]: kplus.EnvValue.fromValue(String(maxJobMs)),
-      [WorkerEnv.WORKER_ID]: kplus.EnvValue.fromFieldRef(kplus.EnvFieldPaths.POD_NAME),
-      [WorkerEnv.LOG_LEVEL]: kplus.EnvValue.fromValue(logLevel),
-    };
-    const probePeriod = Duration.seconds(10);
+    // The worker container, its part of the contract, and its volumes.
     this.container = this.deployment.addContainer({
       name: WORKER_CONTAINER_NAME,
       image: props.image ?? DEFAULT_WORKER_IMAGE,
       imagePullPolicy: props.imagePullPolicy ?? kplus.ImagePullPolicy.IF_NOT_PRESENT,
       ports: [{ number: WorkerHttp.port, name: WorkerHttp.portName, protocol: kplus.Protocol.TCP }],
-      envVariables: env,
+      envVariables: workerEnv(props.rabbitmqUrl, queues, batching, timing, pod),
       resources: {
         cpu: { request: props.cpuRequest ?? kplus.Cpu.units(2) },
-        memory: { request: memory, limit: memory },
+        memory: { request: pod.memory, limit: pod.memory },
       },
-      securityContext: { ...restrictedContainerSecurity(), user: runAsUser, group: runAsUser },
-      // Startup and readiness both wait for the model and the broker; liveness only asks whether the process answers.
-      startup: kplus.Probe.fromHttpGet(WorkerHttp.readyPath, {
-        port: WorkerHttp.port,
-        periodSeconds: probePeriod,
-        failureThreshold: Math.ceil(startupMs / probePeriod.toMilliseconds()),
-        timeoutSeconds: Duration.seconds(5),
-      }),
-      readiness: kplus.Probe.fromHttpGet(WorkerHttp.readyPath, {
-        port: WorkerHttp.port,
-        periodSeconds: probePeriod,
-        failureThreshold: 3,
-        timeoutSeconds: Duration.seconds(5),
-      }),
-      liveness: kplus.Probe.fromHttpGet(WorkerHttp.healthPath, {
-        port: WorkerHttp.port,
-        periodSeconds: probePeriod,
-        failureThreshold: 3,
-        timeoutSeconds: Duration.seconds(5),
-      }),
+      securityContext: { ...restrictedContainerSecurity(), user: pod.runAsUser, group: pod.runAsUser },
+      ...workerProbes(timing.startupMs),
     });
     this.container.mount(modelDir, model.volume, { readOnly: model.readOnly, subPath: model.subPath });
-    this.container.mount('/tmp', tmp);
-    this.container.mount('/dev/shm', shm);
+    this.container.mount('/tmp', kplus.Volume.fromEmptyDir(this, 'TmpVolume', 'tmp', { sizeLimit: pod.tmpSize }));
+    this.container.mount('/dev/shm', kplus.Volume.fromEmptyDir(this, 'ShmVolume', 'dshm', {
+      medium: kplus.EmptyDirMedium.MEMORY,
+      sizeLimit: pod.sharedMemory,
+    }));
 
     // GPU placement: the toleration through cdk8s-plus, the node labels as required node affinity.
     if (props.tolerateGpuTaint ?? true) {
@@ -662,16 +570,16 @@ export class GpuWorkerDeployment extends Construct implements kplus.IScalable {
     this.patchPodSpec({
       gpuResource: this.gpu.resourceName,
       gpuCount: this.gpu.count,
-      runtimeClassName: props.runtimeClassName,
-      priorityClassName: props.priorityClassName,
-      spreads,
+      runtimeClassName: pod.runtimeClassName,
+      priorityClassName: pod.priorityClassName,
+      spreads: pod.spreads,
     });
 
     // Voluntary disruptions take at most `maxUnavailable` pods; crash-looping pods never block a node drain.
     this.podDisruptionBudget = new k8s.KubePodDisruptionBudget(this, 'Budget', {
       metadata: { name: this.name, labels: this.podSelectorLabels },
       spec: {
-        maxUnavailable: k8s.IntOrString.fromNumber(maxUnavailable),
+        maxUnavailable: k8s.IntOrString.fromNumber(pod.maxUnavailable),
         selector: { matchLabels: this.podSelectorLabels },
         unhealthyPodEvictionPolicy: 'AlwaysAllow',
       },
@@ -742,6 +650,187 @@ export class GpuWorkerDeployment extends Construct implements kplus.IScalable {
       api.addJsonPatch(JsonPatch.add(`${pod}/topologySpreadConstraints`, constraints));
     }
   }
+}
+
+/** Queue topology of the worker, checked. */
+interface ResolvedQueues {
+  readonly jobQueue: string;
+  readonly deadLetterQueue: string;
+  readonly resultsExchange: string;
+  readonly deadLetterExchange: string;
+  readonly deliveryLimit: number;
+}
+
+function resolveQueues(props: GpuWorkerDeploymentProps): ResolvedQueues {
+  const jobQueue = checkQueueName('queue', props.queue ?? WORKER_DEFAULTS.jobQueue);
+  const deadLetterQueue = checkQueueName('deadLetterQueue', props.deadLetterQueue ?? WORKER_DEFAULTS.deadLetterQueue);
+  const resultsExchange = checkQueueName('resultsExchange', props.resultsExchange ?? WORKER_DEFAULTS.resultsExchange);
+  const deadLetterExchange = checkQueueName('deadLetterExchange', props.deadLetterExchange ?? WORKER_DEFAULTS.deadLetterExchange);
+  if (jobQueue === deadLetterQueue) {
+    invalidProp(CONSTRUCT, 'deadLetterQueue', `is the job queue (${JSON.stringify(jobQueue)}), so dead-lettered jobs would be consumed again`,
+      'Give the dead-letter queue its own name.');
+  }
+  if (resultsExchange === deadLetterExchange) {
+    invalidProp(CONSTRUCT, 'deadLetterExchange', `is the results exchange (${JSON.stringify(resultsExchange)})`,
+      'Give the dead-letter exchange its own name, so rejected jobs are not mixed with results.');
+  }
+  const deliveryLimit = checkBetween('deliveryLimit', props.deliveryLimit ?? WORKER_DEFAULTS.deliveryLimit, 1, WORKER_LIMITS.deliveryLimit);
+  return { jobQueue, deadLetterQueue, resultsExchange, deadLetterExchange, deliveryLimit };
+}
+
+/** How the worker takes and batches jobs, checked. */
+interface ResolvedBatching {
+  readonly maxBatchSize: number;
+  readonly prefetch: number;
+  readonly maxBatchWaitMs: number;
+  readonly maxMessageBytes: number;
+}
+
+function resolveBatching(props: GpuWorkerDeploymentProps): ResolvedBatching {
+  const maxBatchSize = checkBetween('maxBatchSize', props.maxBatchSize ?? WORKER_DEFAULTS.maxBatchSize, 1, WORKER_LIMITS.maxBatchSize);
+  const prefetch = checkBetween('prefetch', props.prefetch ?? maxBatchSize, 1, WORKER_LIMITS.prefetch);
+  if (prefetch < maxBatchSize) {
+    invalidProp(CONSTRUCT, 'prefetch', `(${prefetch}) is less than \`maxBatchSize\` (${maxBatchSize}), so batches never fill`,
+      'Set `prefetch` >= `maxBatchSize`, or lower `maxBatchSize`.');
+  }
+  const waitMs = checkDurationMs('maxBatchWait', props.maxBatchWait ?? Duration.millis(WORKER_DEFAULTS.maxBatchWaitMs), 0);
+  const messageSize = props.maxMessageSize ?? Size.kibibytes(WORKER_DEFAULTS.maxMessageBytes / 1024);
+  return {
+    maxBatchSize,
+    prefetch,
+    maxBatchWaitMs: checkBetween('maxBatchWait (ms)', waitMs, 0, WORKER_LIMITS.maxBatchWaitMs),
+    maxMessageBytes: checkBetween('maxMessageSize (bytes)', Math.floor(checkSizeBytes('maxMessageSize', messageSize)),
+      WORKER_LIMITS.minMessageBytes, WORKER_LIMITS.maxMessageBytes),
+  };
+}
+
+/** Start-up and shutdown times, checked. */
+interface ResolvedTiming {
+  /** The worker's own shutdown deadline: `maxJobDuration`. */
+  readonly shutdownTimeoutMs: number;
+  /** `maxJobDuration` + `shutdownMargin`, in whole seconds. */
+  readonly gracePeriod: Duration;
+  readonly startupMs: number;
+}
+
+function resolveTiming(props: GpuWorkerDeploymentProps): ResolvedTiming {
+  const maxJobMs = Math.ceil(checkDurationMs('maxJobDuration', props.maxJobDuration, 1));
+  if (maxJobMs > WORKER_LIMITS.shutdownTimeoutMs) {
+    invalidProp(CONSTRUCT, 'maxJobDuration', `is ${props.maxJobDuration.toHumanString()}, longer than the worker's 24-hour shutdown limit`,
+      'Split the work into shorter jobs, or run it as Kubernetes Jobs (KEDA ScaledJob) instead.');
+  }
+  const marginMs = checkDurationMs('shutdownMargin', props.shutdownMargin ?? Duration.seconds(30), 1);
+  return {
+    shutdownTimeoutMs: maxJobMs,
+    gracePeriod: Duration.seconds(Math.ceil((maxJobMs + marginMs) / 1000)),
+    startupMs: checkDurationMs('startupTimeout', props.startupTimeout ?? Duration.minutes(10), 10_000),
+  };
+}
+
+/** What the pod asks of its node and the cluster, checked. */
+interface ResolvedPod {
+  readonly modelPath: string;
+  readonly executionProvider: ExecutionProviderChoice;
+  readonly logLevel: WorkerLogLevel;
+  readonly gpu: { readonly resourceName: string; readonly count: number };
+  readonly memory: Size;
+  readonly sharedMemory: Size;
+  readonly tmpSize: Size;
+  readonly runAsUser: number;
+  readonly runtimeClassName?: string;
+  readonly priorityClassName?: string;
+  readonly spreads: k8s.TopologySpreadConstraint[];
+  readonly fixedReplicas?: number;
+  readonly maxUnavailable: number;
+}
+
+function resolvePod(props: GpuWorkerDeploymentProps): ResolvedPod {
+  const executionProvider = props.executionProvider ?? 'cuda';
+  if (!EXECUTION_PROVIDERS.includes(executionProvider)) {
+    invalidProp(CONSTRUCT, 'executionProvider', `is ${JSON.stringify(executionProvider)}`, `Use one of ${EXECUTION_PROVIDERS.join(', ')}.`);
+  }
+  const logLevel = props.logLevel ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) {
+    invalidProp(CONSTRUCT, 'logLevel', `is ${JSON.stringify(logLevel)}`, `Use one of ${LOG_LEVELS.join(', ')}.`);
+  }
+  const memory = props.memory ?? Size.gibibytes(8);
+  const sharedMemory = props.sharedMemorySize ?? Size.gibibytes(1);
+  if (checkSizeBytes('sharedMemorySize', sharedMemory) >= checkSizeBytes('memory', memory)) {
+    invalidProp(CONSTRUCT, 'sharedMemorySize', 'is not smaller than `memory`; /dev/shm is charged to the memory limit',
+      'Raise `memory` or lower `sharedMemorySize`.');
+  }
+  const tmpSize = props.tmpSize ?? Size.gibibytes(1);
+  checkSizeBytes('tmpSize', tmpSize);
+  checkSecretKey(props.rabbitmqUrl);
+  if (props.runtimeClassName !== undefined) checkDnsSubdomain(CONSTRUCT, 'runtimeClassName', props.runtimeClassName);
+  if (props.priorityClassName !== undefined) checkDnsSubdomain(CONSTRUCT, 'priorityClassName', props.priorityClassName);
+  Object.entries(props.gpuNodeSelector ?? {}).forEach(([key, value]) => checkNodeLabel(key, value));
+  return {
+    modelPath: checkModelPath(props.modelPath ?? WORKER_DEFAULTS.modelPath),
+    executionProvider,
+    logLevel,
+    gpu: {
+      resourceName: checkExtendedResourceName(props.gpuResourceName ?? NVIDIA_GPU_RESOURCE),
+      count: checkInteger(CONSTRUCT, 'gpuCount', props.gpuCount ?? 1),
+    },
+    memory,
+    sharedMemory,
+    tmpSize,
+    runAsUser: checkInteger(CONSTRUCT, 'runAsUser', props.runAsUser ?? 10001),
+    runtimeClassName: props.runtimeClassName,
+    priorityClassName: props.priorityClassName,
+    spreads: (props.topologySpread ?? []).map((s, i) => checkSpread(s, i)),
+    fixedReplicas: props.replicas === undefined ? undefined : checkInteger(CONSTRUCT, 'replicas', props.replicas, 0),
+    maxUnavailable: checkInteger(CONSTRUCT, 'maxUnavailable', props.maxUnavailable ?? 1),
+  };
+}
+
+/** Every variable of the worker's environment contract. */
+function workerEnv(
+  rabbitmqUrl: kplus.SecretValue,
+  queues: ResolvedQueues,
+  batching: ResolvedBatching,
+  timing: ResolvedTiming,
+  pod: ResolvedPod,
+): Record<string, kplus.EnvValue> {
+  const value = (v: string | number) => kplus.EnvValue.fromValue(String(v));
+  return {
+    [WorkerEnv.RABBITMQ_URL]: kplus.EnvValue.fromSecretValue(rabbitmqUrl),
+    [WorkerEnv.JOB_QUEUE]: value(queues.jobQueue),
+    [WorkerEnv.RESULTS_EXCHANGE]: value(queues.resultsExchange),
+    [WorkerEnv.DEAD_LETTER_EXCHANGE]: value(queues.deadLetterExchange),
+    [WorkerEnv.DEAD_LETTER_QUEUE]: value(queues.deadLetterQueue),
+    [WorkerEnv.DELIVERY_LIMIT]: value(queues.deliveryLimit),
+    [WorkerEnv.PREFETCH]: value(batching.prefetch),
+    [WorkerEnv.MAX_BATCH_SIZE]: value(batching.maxBatchSize),
+    [WorkerEnv.MAX_BATCH_WAIT_MS]: value(batching.maxBatchWaitMs),
+    [WorkerEnv.MAX_MESSAGE_BYTES]: value(batching.maxMessageBytes),
+    [WorkerEnv.MODEL_PATH]: value(pod.modelPath),
+    [WorkerEnv.EXECUTION_PROVIDER]: value(pod.executionProvider),
+    [WorkerEnv.HTTP_PORT]: value(WorkerHttp.port),
+    [WorkerEnv.SHUTDOWN_TIMEOUT_MS]: value(timing.shutdownTimeoutMs),
+    [WorkerEnv.WORKER_ID]: kplus.EnvValue.fromFieldRef(kplus.EnvFieldPaths.POD_NAME),
+    [WorkerEnv.LOG_LEVEL]: value(pod.logLevel),
+  };
+}
+
+/**
+ * The worker's probes on its one HTTP port. Startup and readiness both wait for the model and the broker (the
+ * startup window sized for a model load); liveness only asks whether the process answers.
+ */
+function workerProbes(startupMs: number): Pick<kplus.ContainerProps, 'startup' | 'readiness' | 'liveness'> {
+  const period = Duration.seconds(10);
+  const probe = (path: string, failureThreshold: number) => kplus.Probe.fromHttpGet(path, {
+    port: WorkerHttp.port,
+    periodSeconds: period,
+    failureThreshold,
+    timeoutSeconds: Duration.seconds(5),
+  });
+  return {
+    startup: probe(WorkerHttp.readyPath, Math.ceil(startupMs / period.toMilliseconds())),
+    readiness: probe(WorkerHttp.readyPath, 3),
+    liveness: probe(WorkerHttp.healthPath, 3),
+  };
 }
 
 /** The container security context of the Pod Security "restricted" profile, with a read-only root filesystem. */
