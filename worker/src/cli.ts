@@ -292,11 +292,11 @@ async function follow(options: FollowOptions): Promise<void> {
   let duplicates = 0;
   const progress = startProgress(options.quiet, () => `results ${seen.size}${options.count ? `/${options.count}` : ''}`);
 
-  const finished = new Promise<boolean>((resolve) => {
-    if (options.timeout) setTimeout(() => resolve(false), options.timeout * 1000).unref();
-    process.once('SIGINT', () => resolve(options.count === undefined));
+  const finished = new Promise<'complete' | 'timeout' | 'interrupted' | 'cancelled'>((resolve) => {
+    if (options.timeout) setTimeout(() => resolve('timeout'), options.timeout * 1000).unref();
+    process.once('SIGINT', () => resolve('interrupted'));
     void channel.consume(queue, (msg) => {
-      if (!msg) return resolve(false);
+      if (!msg) return resolve('cancelled');
       const type = String(msg.properties.type ?? 'unknown');
       let body: { jobId?: string | null; code?: string; retryable?: boolean } = {};
       try {
@@ -314,21 +314,20 @@ async function follow(options: FollowOptions): Promise<void> {
         : { type, correlationId: msg.properties.correlationId, body };
       process.stdout.write(`${JSON.stringify(line)}\n`);
       channel.ack(msg);
-      if (options.count !== undefined && seen.size >= options.count) resolve(true);
+      if (options.count !== undefined && seen.size >= options.count) resolve('complete');
     });
   });
 
-  const complete = await finished;
+  const ending = await finished;
   progress.stop();
   await connection.close().catch(() => undefined);
   process.stderr.write(`${JSON.stringify({ jobs: seen.size, byType: counts, duplicates })}\n`);
-  if (!complete) {
-    throw new Error(
-      options.count !== undefined
-        ? `timed out with ${seen.size} of ${options.count} results`
-        : 'the broker cancelled the consumer',
-    );
-  }
+
+  // Without --count, following until Ctrl-C is the normal way to stop.
+  if (ending === 'complete' || (ending === 'interrupted' && options.count === undefined)) return;
+  const got = options.count === undefined ? `${seen.size} results` : `${seen.size} of ${options.count} results`;
+  const why = { timeout: `timed out after ${options.timeout} s`, interrupted: 'interrupted', cancelled: 'the broker cancelled the consumer' }[ending];
+  throw new Error(`${why} with ${got}`);
 }
 
 // -------------------------------------------------------------------------------------------- plumbing
