@@ -175,15 +175,18 @@ export class PrometheusAdapterRules extends Construct {
 
 /**
  * What prometheus-adapter runs for an external metric rule with `namespaced: false` and a given metric
- * selector: `<<.LabelMatchers>>` becomes the selector's `label="value"` matchers, sorted by label and
- * joined with commas, and `<<.GroupBy>>` is empty for external metrics.
+ * selector: `<<.Series>>` becomes the discovered series (the name in `seriesQuery`), `<<.LabelMatchers>>`
+ * the selector's `label="value"` matchers, sorted by label and joined with commas, and `<<.GroupBy>>` is
+ * empty for external metrics.
  */
 export function renderExternalMetricsQuery(rule: AdapterExternalRule, selector: Record<string, string>): string {
+  const series = rule.seriesQuery.split('{')[0];
   const matchers = Object.keys(selector)
     .sort()
     .map((label) => `${label}=${JSON.stringify(selector[label])}`)
     .join(',');
   return rule.metricsQuery
+    .split('<<.Series>>').join(series)
     .split('<<.LabelMatchers>>').join(matchers)
     .split('<<.GroupBy>>').join('');
 }

@@ -405,8 +405,8 @@ export function isLabelValue(value: string): boolean {
  * a valid label value, so autoscalers of several queues share one rule; otherwise the queue is pinned in
  * its own rule as well and the HPA selects nothing further.
  *
- * The rule names its series literally instead of using `<<.Series>>`: for external rules that rename their
- * metric, the adapter fills `<<.Series>>` with the new name, which Prometheus does not know.
+ * `<<.Series>>` is the series the rule discovered (prometheus-adapter 0.6 and later; older releases put the
+ * renamed metric name there for external rules, and their queries return nothing).
  */
 export function queueBacklogExternalMetric(
   queue: string,
@@ -431,8 +431,8 @@ export function queueBacklogExternalMetric(
     seriesQuery: `${series}{${pinned}}`,
     name: { matches: `^${series}$`, as: name },
     metricsQuery: selectByLabel
-      ? `max by (${byLabels}) (${series}{${vhostMatcher},<<.LabelMatchers>>})`
-      : `max by (${byLabels}) (${series}{${pinned}})`,
+      ? `max by (${byLabels}) (<<.Series>>{${vhostMatcher},<<.LabelMatchers>>})`
+      : `max by (${byLabels}) (<<.Series>>{${pinned}})`,
     resources: { namespaced: false },
   };
   const selector: Record<string, string> = selectByLabel ? { [RabbitmqQueueLabels.queue]: queue } : {};

@@ -30,6 +30,7 @@ describe('PrometheusAdapterRules', () => {
     for (const rule of config.externalRules) {
       expect(rule.resources).toEqual({ namespaced: false });
       expect(rule.metricsQuery).toContain('<<.LabelMatchers>>');
+      expect(rule.metricsQuery).toContain('<<.Series>>{');
     }
     expect(config.rules[0].metricsQuery).toContain('<<.Series>>');
     expect(config.rules[0].metricsQuery).toContain('<<.GroupBy>>');
