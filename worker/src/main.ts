@@ -29,6 +29,10 @@ async function main(): Promise<void> {
 
   const logger = createLogger({ level: config.logLevel, workerId: config.workerId });
   logger.info({ config: describeConfig(config) }, 'starting');
+  // A bug that escapes every handler still ends as one JSON line, and as a non-zero exit the kubelet restarts;
+  // unacked jobs go back to the queue with the dead connection.
+  process.on('uncaughtException', (err) => fail(logger, `uncaught exception: ${err.message}`, err));
+  process.on('unhandledRejection', (reason) => fail(logger, `unhandled rejection: ${String((reason as Error)?.message ?? reason)}`, reason));
 
   if (config.prefetch < config.maxBatchSize) {
     logger.warn(
