@@ -287,7 +287,8 @@ const claimedTargets = new WeakMap<IConstruct, string>();
 const WILDCARD_QUEUES = new Set(['*', '#', '.*', '.+', '^.*$', '%']);
 
 /**
- * Checks the shared props, applies the defaults and claims the target. Both backends call this first.
+ * Checks the shared props and applies the defaults. Both backends call this first, and {@link claimTarget}
+ * once their objects exist.
  */
 export function resolveQueueScaling(construct: string, props: QueueScalingProps, defaultMinReplicas: number): ResolvedQueueScaling {
   const queue = checkNonEmpty(construct, 'queue', props.queue);
@@ -331,6 +332,14 @@ export function resolveQueueScaling(construct: string, props: QueueScalingProps,
       'target',
       `(${scalingTarget.kind} ${scalingTarget.name}) is already scaled by ${claimedBy}`,
       'Give a workload one autoscaler: either the HPA backend (QueueScaledHpa) or KEDA (KedaQueueScaler), never both.',
+    );
+  }
+  if (claimedBy === undefined && props.target.hasAutoscaler) {
+    invalidProp(
+      construct,
+      'target',
+      `(${scalingTarget.kind} ${scalingTarget.name}) already has an autoscaler (e.g. a cdk8s-plus HorizontalPodAutoscaler)`,
+      'Give a workload one autoscaler: remove the other one, or do not add this one.',
     );
   }
 

@@ -317,6 +317,13 @@ describe('QueueScaledHpa: bad input', () => {
     expectInvalid(() => new QueueScaledHpa(chart, 'Second', { target, queue: 'b', maxReplicas: 4 }), /already scaled by/);
   });
 
+  test('a Deployment that already has another autoscaler', () => {
+    const chart = testChart();
+    const target = workers(chart);
+    new kplus.HorizontalPodAutoscaler(chart, 'PlusHpa', { target, maxReplicas: 3 });
+    expectInvalid(() => hpa(chart, { target }), /already has an autoscaler/);
+  });
+
   test('an empty queue name', () => {
     expectInvalid(() => hpa(testChart(), { queue: '' }), /`queue` is ""/);
     expectInvalid(() => hpa(testChart(), { queue: ' jobs' }), /`queue` is " jobs"/);
