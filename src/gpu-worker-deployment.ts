@@ -96,7 +96,10 @@ export abstract class ModelSource {
    * A PersistentVolumeClaim (for example a ReadOnlyMany volume that a job filled once), mounted read-only.
    * Model loads then cost one volume read per pod and no download.
    */
-  public static fromPersistentVolumeClaim(claimName: string, options: PersistentVolumeClaimModelOptions = {}): ModelSource {
+  public static fromPersistentVolumeClaim(
+    claimName: string,
+    options: PersistentVolumeClaimModelOptions = {},
+  ): ModelSource {
     return new PvcModelSource(claimName, options);
   }
 
@@ -135,7 +138,10 @@ class PvcModelSource extends ModelSource {
 
   public bind(scope: Construct, _modelDir: string): ModelSourceBinding {
     const claim = kplus.PersistentVolumeClaim.fromClaimName(scope, 'ModelClaim', this.claimName);
-    const volume = kplus.Volume.fromPersistentVolumeClaim(scope, 'ModelVolume', claim, { name: 'model', readOnly: true });
+    const volume = kplus.Volume.fromPersistentVolumeClaim(scope, 'ModelVolume', claim, {
+      name: 'model',
+      readOnly: true,
+    });
     return { volume, readOnly: true, subPath: this.options.subPath };
   }
 }
@@ -144,7 +150,8 @@ class HostPathModelSource extends ModelSource {
   constructor(private readonly path: string) {
     super();
     if (!posix.isAbsolute(path)) {
-      invalidProp(CONSTRUCT, 'model (host path)', `is ${JSON.stringify(path)}, not an absolute path`, 'Give the absolute path of the directory on the node.');
+      invalidProp(CONSTRUCT, 'model (host path)', `is ${JSON.stringify(path)}, not an absolute path`,
+        'Give the absolute path of the directory on the node.');
     }
   }
 
@@ -165,12 +172,15 @@ class InitContainerModelSource extends ModelSource {
       invalidProp(CONSTRUCT, 'model.command', 'is empty', 'Give the command that writes the model into $MODEL_DIR.');
     }
     if (options.size !== undefined && options.size.toKibibytes() <= 0) {
-      invalidProp(CONSTRUCT, 'model.size', 'is not positive', 'Give the disk space the model needs, e.g. Size.gibibytes(20).');
+      invalidProp(CONSTRUCT, 'model.size', 'is not positive',
+        'Give the disk space the model needs, e.g. Size.gibibytes(20).');
     }
   }
 
   public bind(scope: Construct, modelDir: string): ModelSourceBinding {
-    const volume = kplus.Volume.fromEmptyDir(scope, 'ModelVolume', 'model', { sizeLimit: this.options.size ?? Size.gibibytes(20) });
+    const volume = kplus.Volume.fromEmptyDir(scope, 'ModelVolume', 'model', {
+      sizeLimit: this.options.size ?? Size.gibibytes(20),
+    });
     const memory = Size.mebibytes(512);
     const initContainer: kplus.ContainerProps = {
       name: 'fetch-model',
@@ -508,7 +518,10 @@ export class GpuWorkerDeployment extends Construct implements kplus.IScalable {
     this.fixedReplicas = pod.fixedReplicas;
 
     // The pods: labels chosen here rather than cdk8s-plus's generated one, so that monitors can select them by name.
-    this.podSelectorLabels = { 'app.kubernetes.io/name': this.name, 'app.kubernetes.io/component': GPU_WORKER_COMPONENT };
+    this.podSelectorLabels = {
+      'app.kubernetes.io/name': this.name,
+      'app.kubernetes.io/component': GPU_WORKER_COMPONENT,
+    };
     const modelDir = posix.dirname(pod.modelPath);
     const model = props.model.bind(this, modelDir);
     this.deployment = new kplus.Deployment(this, 'Deployment', {
@@ -560,7 +573,8 @@ export class GpuWorkerDeployment extends Construct implements kplus.IScalable {
         kplus.NodeTaintQuery.exists(GPU_TOLERATION.key, { effect: GPU_TOLERATION.effect as kplus.TaintEffect }),
       ));
     }
-    const nodeQueries = Object.entries(props.gpuNodeSelector ?? {}).map(([key, value]) => kplus.NodeLabelQuery.is(key, value));
+    const nodeQueries = Object.entries(props.gpuNodeSelector ?? {})
+      .map(([key, value]) => kplus.NodeLabelQuery.is(key, value));
     if (nodeQueries.length > 0) this.deployment.scheduling.attract(kplus.Node.labeled(...nodeQueries));
 
     // What cdk8s-plus 27 cannot express: extended resources, seccomp, runtime and priority class, topology spread.
@@ -641,7 +655,9 @@ export class GpuWorkerDeployment extends Construct implements kplus.IScalable {
       JsonPatch.add(`${pod}/securityContext/seccompProfile`, { type: 'RuntimeDefault' }),
     );
     if (options.runtimeClassName) api.addJsonPatch(JsonPatch.add(`${pod}/runtimeClassName`, options.runtimeClassName));
-    if (options.priorityClassName) api.addJsonPatch(JsonPatch.add(`${pod}/priorityClassName`, options.priorityClassName));
+    if (options.priorityClassName) {
+      api.addJsonPatch(JsonPatch.add(`${pod}/priorityClassName`, options.priorityClassName));
+    }
     if (options.spreads.length > 0) {
       const constraints = options.spreads.map((s) => ({
         ...k8s.toJson_TopologySpreadConstraint(s),
@@ -665,16 +681,19 @@ function resolveQueues(props: GpuWorkerDeploymentProps): ResolvedQueues {
   const jobQueue = checkQueueName('queue', props.queue ?? WORKER_DEFAULTS.jobQueue);
   const deadLetterQueue = checkQueueName('deadLetterQueue', props.deadLetterQueue ?? WORKER_DEFAULTS.deadLetterQueue);
   const resultsExchange = checkQueueName('resultsExchange', props.resultsExchange ?? WORKER_DEFAULTS.resultsExchange);
-  const deadLetterExchange = checkQueueName('deadLetterExchange', props.deadLetterExchange ?? WORKER_DEFAULTS.deadLetterExchange);
+  const deadLetterExchange = checkQueueName('deadLetterExchange',
+    props.deadLetterExchange ?? WORKER_DEFAULTS.deadLetterExchange);
   if (jobQueue === deadLetterQueue) {
-    invalidProp(CONSTRUCT, 'deadLetterQueue', `is the job queue (${JSON.stringify(jobQueue)}), so dead-lettered jobs would be consumed again`,
+    invalidProp(CONSTRUCT, 'deadLetterQueue',
+      `is the job queue (${JSON.stringify(jobQueue)}), so dead-lettered jobs would be consumed again`,
       'Give the dead-letter queue its own name.');
   }
   if (resultsExchange === deadLetterExchange) {
     invalidProp(CONSTRUCT, 'deadLetterExchange', `is the results exchange (${JSON.stringify(resultsExchange)})`,
       'Give the dead-letter exchange its own name, so rejected jobs are not mixed with results.');
   }
-  const deliveryLimit = checkBetween('deliveryLimit', props.deliveryLimit ?? WORKER_DEFAULTS.deliveryLimit, 1, WORKER_LIMITS.deliveryLimit);
+  const deliveryLimit = checkBetween('deliveryLimit', props.deliveryLimit ?? WORKER_DEFAULTS.deliveryLimit,
+    1, WORKER_LIMITS.deliveryLimit);
   return { jobQueue, deadLetterQueue, resultsExchange, deadLetterExchange, deliveryLimit };
 }
 
@@ -687,13 +706,16 @@ interface ResolvedBatching {
 }
 
 function resolveBatching(props: GpuWorkerDeploymentProps): ResolvedBatching {
-  const maxBatchSize = checkBetween('maxBatchSize', props.maxBatchSize ?? WORKER_DEFAULTS.maxBatchSize, 1, WORKER_LIMITS.maxBatchSize);
+  const maxBatchSize = checkBetween('maxBatchSize', props.maxBatchSize ?? WORKER_DEFAULTS.maxBatchSize,
+    1, WORKER_LIMITS.maxBatchSize);
   const prefetch = checkBetween('prefetch', props.prefetch ?? maxBatchSize, 1, WORKER_LIMITS.prefetch);
   if (prefetch < maxBatchSize) {
-    invalidProp(CONSTRUCT, 'prefetch', `(${prefetch}) is less than \`maxBatchSize\` (${maxBatchSize}), so batches never fill`,
+    invalidProp(CONSTRUCT, 'prefetch',
+      `(${prefetch}) is less than \`maxBatchSize\` (${maxBatchSize}), so batches never fill`,
       'Set `prefetch` >= `maxBatchSize`, or lower `maxBatchSize`.');
   }
-  const waitMs = checkDurationMs('maxBatchWait', props.maxBatchWait ?? Duration.millis(WORKER_DEFAULTS.maxBatchWaitMs), 0);
+  const wait = props.maxBatchWait ?? Duration.millis(WORKER_DEFAULTS.maxBatchWaitMs);
+  const waitMs = checkDurationMs('maxBatchWait', wait, 0);
   const messageSize = props.maxMessageSize ?? Size.kibibytes(WORKER_DEFAULTS.maxMessageBytes / 1024);
   return {
     maxBatchSize,
@@ -716,7 +738,8 @@ interface ResolvedTiming {
 function resolveTiming(props: GpuWorkerDeploymentProps): ResolvedTiming {
   const maxJobMs = Math.ceil(checkDurationMs('maxJobDuration', props.maxJobDuration, 1));
   if (maxJobMs > WORKER_LIMITS.shutdownTimeoutMs) {
-    invalidProp(CONSTRUCT, 'maxJobDuration', `is ${props.maxJobDuration.toHumanString()}, longer than the worker's 24-hour shutdown limit`,
+    invalidProp(CONSTRUCT, 'maxJobDuration',
+      `is ${props.maxJobDuration.toHumanString()}, longer than the worker's 24-hour shutdown limit`,
       'Split the work into shorter jobs, or run it as Kubernetes Jobs (KEDA ScaledJob) instead.');
   }
   const marginMs = checkDurationMs('shutdownMargin', props.shutdownMargin ?? Duration.seconds(30), 1);
@@ -747,7 +770,8 @@ interface ResolvedPod {
 function resolvePod(props: GpuWorkerDeploymentProps): ResolvedPod {
   const executionProvider = props.executionProvider ?? 'cuda';
   if (!EXECUTION_PROVIDERS.includes(executionProvider)) {
-    invalidProp(CONSTRUCT, 'executionProvider', `is ${JSON.stringify(executionProvider)}`, `Use one of ${EXECUTION_PROVIDERS.join(', ')}.`);
+    invalidProp(CONSTRUCT, 'executionProvider', `is ${JSON.stringify(executionProvider)}`,
+      `Use one of ${EXECUTION_PROVIDERS.join(', ')}.`);
   }
   const logLevel = props.logLevel ?? 'info';
   if (!LOG_LEVELS.includes(logLevel)) {
@@ -866,7 +890,8 @@ const WORKER_LIMITS = {
 
 function checkBetween(prop: string, value: number, min: number, max: number): number {
   if (!Number.isInteger(value) || value < min || value > max) {
-    invalidProp(CONSTRUCT, prop, `is ${value}`, `Use a whole number from ${min} to ${max}, the range the worker accepts.`);
+    invalidProp(CONSTRUCT, prop, `is ${value}`,
+      `Use a whole number from ${min} to ${max}, the range the worker accepts.`);
   }
   return value;
 }
@@ -877,7 +902,8 @@ function checkQueueName(prop: string, value: string): string {
     invalidProp(CONSTRUCT, prop, 'is longer than 255 bytes, the AMQP limit', 'Use a shorter name.');
   }
   if (value.startsWith('amq.')) {
-    invalidProp(CONSTRUCT, prop, `is ${JSON.stringify(value)}; names starting with "amq." are reserved by the broker`, 'Choose another name.');
+    invalidProp(CONSTRUCT, prop, `is ${JSON.stringify(value)}; names starting with "amq." are reserved by the broker`,
+      'Choose another name.');
   }
   return value;
 }
@@ -903,7 +929,8 @@ function checkModelPath(value: string): string {
   const dir = posix.dirname(value);
   if (!posix.isAbsolute(value) || value.endsWith('/') || dir === '/' || ['/tmp', '/dev', '/dev/shm'].includes(dir)) {
     invalidProp(CONSTRUCT, 'modelPath', `is ${JSON.stringify(value)}`,
-      'Give an absolute file path in a directory of its own, e.g. /models/model.onnx; that directory is mounted from `model`.');
+      'Give an absolute file path in a directory of its own, e.g. /models/model.onnx; '
+        + 'that directory is mounted from `model`.');
   }
   return value;
 }
@@ -928,10 +955,12 @@ function checkNodeLabel(key: string, value: string): void {
   const name = parts[parts.length - 1];
   const prefixOk = parts.length === 1 || (parts.length === 2 && /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(parts[0]));
   if (!prefixOk || name.length > 63 || !QUALIFIED_NAME.test(name)) {
-    invalidProp(CONSTRUCT, `gpuNodeSelector[${JSON.stringify(key)}]`, 'is not a valid label key', 'Use `[prefix/]name` with a name of at most 63 characters.');
+    invalidProp(CONSTRUCT, `gpuNodeSelector[${JSON.stringify(key)}]`, 'is not a valid label key',
+      'Use `[prefix/]name` with a name of at most 63 characters.');
   }
   if (value.length > 63 || !LABEL_VALUE.test(value)) {
-    invalidProp(CONSTRUCT, `gpuNodeSelector[${JSON.stringify(key)}]`, `has value ${JSON.stringify(value)}, not a valid label value`,
+    invalidProp(CONSTRUCT, `gpuNodeSelector[${JSON.stringify(key)}]`,
+      `has value ${JSON.stringify(value)}, not a valid label value`,
       'Use at most 63 letters, digits, "-", "_" or ".", starting and ending with a letter or digit.');
   }
 }

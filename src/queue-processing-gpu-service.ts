@@ -10,7 +10,8 @@ import { invalidProp } from './validation';
 const CONSTRUCT = 'QueueProcessingGpuService';
 
 /** Where and how the monitoring objects of a {@link QueueProcessingGpuService} are created. */
-export interface QueueProcessingMonitoringOptions extends Omit<QueueWorkerMonitoringProps, 'workers' | 'vhost' | 'autoscalerName'> {
+export interface QueueProcessingMonitoringOptions
+  extends Omit<QueueWorkerMonitoringProps, 'workers' | 'vhost' | 'autoscalerName'> {
   /**
    * Scope of the monitoring objects, usually a chart in the namespace Prometheus runs in (`monitoring`), so that
    * they sit next to the Prometheus that selects them.

@@ -15,7 +15,7 @@ import * as monitoring from '../imports/monitoring.coreos.com';
 
 const CONSTRUCT = 'QueueWorkerMonitoring';
 
-/** Longest `name` of a {@link QueueWorkerMonitoring}: its objects' names add up to 9 characters (`-rabbitmq`) within 63. */
+/** Longest `name` of a {@link QueueWorkerMonitoring}: its objects add up to 9 characters (`-rabbitmq`) within 63. */
 export const MAX_MONITORING_NAME = 63 - '-rabbitmq'.length;
 
 /** kube-state-metrics series the alerts read (kube-state-metrics v2 names). */
@@ -158,7 +158,8 @@ export function queueWorkerAlerts(options: QueueWorkerAlertOptions): QueueWorker
   const alerts: QueueWorkerAlert[] = [
     {
       alert: QueueWorkerAlertNames.backlogGrowing,
-      expr: `(max by (${groupBy}) (deriv(${RabbitmqQueueSeries.messagesReady}{${inQueue}}[5m])) > 0) and (${ready} > 0)`,
+      expr: `(max by (${groupBy}) (deriv(${RabbitmqQueueSeries.messagesReady}{${inQueue}}[5m])) > 0) `
+        + `and (${ready} > 0)`,
       for: growingFor,
       severity: 'warning',
       summary: `Jobs waiting in ${where} have grown for ${minutes(growingFor)}.`,
@@ -172,8 +173,9 @@ export function queueWorkerAlerts(options: QueueWorkerAlertOptions): QueueWorker
       for: Duration.minutes(10),
       severity: 'critical',
       summary: `Jobs wait in ${where} and no worker consumes it.`,
-      description: `No consumer has been attached for 10 minutes while jobs wait. Check the ${namespace}/${workers.name} `
-        + 'pods (crash loops, broker credentials, readiness) and, with scale-to-zero, the KEDA operator.',
+      description: 'No consumer has been attached for 10 minutes while jobs wait. '
+        + `Check the ${namespace}/${workers.name} pods`
+        + ' (crash loops, broker credentials, readiness) and, with scale-to-zero, the KEDA operator.',
     },
     {
       alert: QueueWorkerAlertNames.podsUnschedulable,
@@ -200,7 +202,8 @@ export function queueWorkerAlerts(options: QueueWorkerAlertOptions): QueueWorker
       severity: 'warning',
       summary: `More than ${failureRatio * 100}% of jobs fail in ${namespace}/${workers.name}.`,
       description: `Outcomes ${JobOutcome.rejected} (bad input) and ${JobOutcome.exhausted} (delivery limit reached) `
-        + 'are a growing share of finished jobs. Check the workers\' logs by jobId and recent model or producer changes.',
+        + 'are a growing share of finished jobs. Check the workers\' logs by jobId and recent model or producer '
+        + 'changes.',
     },
     {
       alert: QueueWorkerAlertNames.brokerDisconnected,
@@ -368,7 +371,8 @@ export class QueueWorkerMonitoring extends Construct {
     const labels = props.prometheusSelectorLabels ?? { release: 'kube-prometheus-stack' };
     const interval = props.scrapeInterval ?? Duration.seconds(15);
     if (interval.toMilliseconds({ integral: false }) < 1000) {
-      invalidProp(CONSTRUCT, 'scrapeInterval', `is ${interval.toMilliseconds({ integral: false })} ms`, 'Use at least 1 second.');
+      invalidProp(CONSTRUCT, 'scrapeInterval', `is ${interval.toMilliseconds({ integral: false })} ms`,
+        'Use at least 1 second.');
     }
 
     // RabbitMQ: the detailed endpoint, asked for the per-queue families only.
@@ -403,7 +407,11 @@ export class QueueWorkerMonitoring extends Construct {
       spec: {
         namespaceSelector: { matchNames: [workers.namespace] },
         selector: { matchLabels: { ...workers.podSelectorLabels } },
-        podMetricsEndpoints: [{ port: WorkerHttp.portName, path: WorkerHttp.metricsPath, interval: promDuration(interval) }],
+        podMetricsEndpoints: [{
+          port: WorkerHttp.portName,
+          path: WorkerHttp.metricsPath,
+          interval: promDuration(interval),
+        }],
       },
     });
 
