@@ -77,6 +77,8 @@ project.addTask('import', {
 // Synthesize the example app (cdk8s.yaml) into dist/.
 project.addTask('synth', {
   description: 'Synthesize the example app into dist/',
+  // cdk8s-cli otherwise asks the npm registry for a newer version on every run and prints a stack trace offline.
+  env: { CDK8S_CHECK_UPGRADE: 'false' },
   exec: 'cdk8s synth',
 });
 
