@@ -312,9 +312,10 @@ describe('inference errors', () => {
   let ctx: Awaited<ReturnType<typeof startWorker>>;
   const DELIVERY_LIMIT = 2;
 
-  const modelPath = writeReshapeModel();
+  let modelPath: string;
 
   beforeAll(async () => {
+    modelPath = writeReshapeModel();
     ctx = await startWorker('inference-error', {
       [WorkerEnv.MODEL_PATH]: modelPath,
       [WorkerEnv.DELIVERY_LIMIT]: String(DELIVERY_LIMIT),
@@ -325,7 +326,7 @@ describe('inference errors', () => {
 
   afterAll(async () => {
     await stopWorker(ctx);
-    rmSync(dirname(modelPath), { recursive: true, force: true });
+    if (modelPath) rmSync(dirname(modelPath), { recursive: true, force: true });
   });
 
   test('are requeued until the delivery limit, then answered as retryable and dead-lettered', async () => {
