@@ -156,6 +156,19 @@ export class PrometheusAdapterRules extends Construct {
     return YAML.stringify(this.toConfig(), { lineWidth: 0 });
   }
 
+  /**
+   * Values for the `prometheus-community/prometheus-adapter` Helm chart that make it run with this ConfigMap.
+   *
+   * `rules.existing` mounts the ConfigMap. The chart registers the external-metrics APIService (and lets the
+   * HPA controller read it) only when `rules.external` is non-empty, and the custom-metrics one only when
+   * `rules.default` or `rules.custom` is: with `rules.existing` their content is not read, so they carry the
+   * same rules again, as switches and as documentation. Call it after every autoscaler has been created.
+   */
+  public helmValues(): { rules: { existing: string; default: boolean; custom: AdapterCustomRule[]; external: AdapterExternalRule[] } } {
+    const { rules, externalRules } = this.toConfig();
+    return { rules: { existing: this.name, default: false, custom: rules, external: externalRules } };
+  }
+
   private register<T>(rules: Map<string, T>, metricName: string, rule: T, kind: string): void {
     const previous = rules.get(metricName);
     if (previous === undefined) {

@@ -38,6 +38,19 @@ describe('PrometheusAdapterRules', () => {
     expect(config).toEqual(rules.toConfig());
   });
 
+  test('Helm values mount the ConfigMap and switch on the APIServices the rules need', () => {
+    const rules = new PrometheusAdapterRules(testChart(), 'Rules');
+    expect(rules.helmValues()).toEqual({ rules: { existing: 'prometheus-adapter-rules', default: false, custom: [], external: [] } });
+
+    rules.addExternalRule(queueBacklogExternalMetric('jobs').rule);
+    rules.addCustomRule(gpuUtilizationRule(DCGM_GPU_UTILIZATION));
+    const { rules: values } = rules.helmValues();
+    // Non-empty `external` registers v1beta1.external.metrics.k8s.io; non-empty `custom` the custom metrics API.
+    expect(values.external.map((r) => r.name.as)).toEqual(['rabbitmq_queue_backlog']);
+    expect(values.custom.map((r) => r.name.as)).toEqual(['dcgm_gpu_utilization']);
+    expect(values.existing).toBe(rules.name);
+  });
+
   test('the same rule registered twice is written once', () => {
     const chart = testChart();
     const rules = new PrometheusAdapterRules(chart, 'Rules');
