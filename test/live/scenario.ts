@@ -1,13 +1,15 @@
 /**
- * The app the live-signal suite synthesizes: the library's constructs, configured as a user would, with
- * RabbitMQ in `messaging`, the workers in `ai-workers`, the monitoring objects and prometheus-adapter's rules in
- * `monitoring`, and dcgm-exporter in `gpu-monitoring`. Every object is schema-validated by `synthValid`.
+ * The app the live-signal suite synthesizes: the library's top-level pattern, `QueueProcessingGpuService`, configured
+ * as a user would, with RabbitMQ in `messaging`, the workers and their HPA in `ai-workers`, the monitoring objects
+ * and prometheus-adapter's rules in `monitoring`, and dcgm-exporter in `gpu-monitoring`. Every object is
+ * schema-validated by `synthValid`.
  */
 import { Chart, Duration, Testing } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { DcgmExporter } from '../../src/dcgm-exporter';
 import { GpuWorkerDeployment, ModelSource } from '../../src/gpu-worker-deployment';
 import { PrometheusAdapterRules } from '../../src/prometheus-adapter-rules';
+import { QueueProcessingGpuService } from '../../src/queue-processing-gpu-service';
 import { QueueScaledHpa } from '../../src/queue-scaled-hpa';
 import { QueueWorkerMonitoring } from '../../src/queue-worker-monitoring';
 import { Manifest, only, synthValid } from '../util/manifests';
@@ -69,36 +71,32 @@ export function synthesizeScenario(options: ScenarioOptions): Scenario {
   if (!dcgm.gpuUtilization) throw new Error('DcgmExporter does not collect GPU utilization by default');
 
   const secret = kplus.Secret.fromSecretName(workerChart, 'BrokerSecret', 'rabbitmq-worker');
-  const workers = new GpuWorkerDeployment(workerChart, 'Workers', {
+  const adapterRules = new PrometheusAdapterRules(monitoringChart, 'AdapterRules');
+  const service = new QueueProcessingGpuService(workerChart, 'Ocr', {
     name: WORKER_DEPLOYMENT,
     rabbitmqUrl: { secret, key: 'url' },
     queue: options.queue,
+    vhost: options.vhost,
     resultsExchange: `${options.queue}.results`,
     deadLetterExchange: `${options.queue}.dlx`,
     deadLetterQueue: `${options.queue}.dead-letter`,
     model: ModelSource.fromPersistentVolumeClaim('models'),
     maxJobDuration: Duration.minutes(2),
-  });
-
-  const adapterRules = new PrometheusAdapterRules(monitoringChart, 'AdapterRules');
-  const hpa = new QueueScaledHpa(workerChart, 'Autoscaler', {
-    target: workers,
-    queue: options.queue,
-    vhost: options.vhost,
     backlogPerReplica: options.backlogPerReplica,
     minReplicas: options.minReplicas,
     maxReplicas: options.maxReplicas,
     gpuUtilization: { source: dcgm.gpuUtilization },
     adapterRules,
+    monitoring: {
+      scope: monitoringChart,
+      prometheusSelectorLabels: PROMETHEUS_SELECTOR,
+      rabbitmq: { namespace: NAMESPACES.rabbitmq },
+    },
   });
-
-  const monitoring = new QueueWorkerMonitoring(monitoringChart, 'QueueMonitoring', {
-    workers,
-    vhost: options.vhost,
-    autoscalerName: hpa.hpa.name,
-    prometheusSelectorLabels: PROMETHEUS_SELECTOR,
-    rabbitmq: { namespace: NAMESPACES.rabbitmq },
-  });
+  const workers = service.workers;
+  const hpa = service.autoscaler;
+  const monitoring = service.monitoring;
+  if (!hpa || !monitoring) throw new Error('QueueProcessingGpuService made no HPA or no monitoring with its default backend');
 
   const workerObjects = synthValid(workerChart);
   const monitoringObjects = synthValid(monitoringChart);
