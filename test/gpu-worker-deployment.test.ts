@@ -9,6 +9,8 @@ import {
   ModelSource,
   WORKER_CONTAINER_NAME,
 } from '../src/gpu-worker-deployment';
+import { KedaQueueScaler } from '../src/keda-queue-scaler';
+import { QueueScaledHpa } from '../src/queue-scaled-hpa';
 import { InvalidPropError } from '../src/validation';
 import { Manifest, only, synthValid, testChart } from './util/manifests';
 
@@ -262,6 +264,21 @@ describe('GpuWorkerDeployment', () => {
       const worker = workers(testChart(), { replicas: 3 });
       expect(() => worker.markHasAutoscaler()).toThrow(/`replicas` is fixed at 3, but an autoscaler targets this deployment\. Remove `replicas`/);
       expect(worker.toScalingTarget().replicas).toBe(3);
+    });
+
+    test('QueueScaledHpa and KEDA refuse a deployment with fixed replicas, and empty spec.replicas otherwise', () => {
+      const chart = testChart();
+      const fixed = workers(chart, { replicas: 3 }, 'Fixed');
+      expect(() => new QueueScaledHpa(chart, 'FixedHpa', { target: fixed, queue: fixed.queue, maxReplicas: 4 }))
+        .toThrow(/sets fixed replicas \(3\)/);
+      const connection = { secret: kplus.Secret.fromSecretName(chart, 'Mgmt', 'rabbitmq-management'), key: 'url' };
+      expect(() => new KedaQueueScaler(chart, 'FixedKeda', { target: fixed, queue: fixed.queue, maxReplicas: 4, rabbitmq: { connection } }))
+        .toThrow(/sets fixed replicas \(3\)/);
+
+      const scaled = workers(chart, { name: 'scaled-workers' }, 'Scaled');
+      new KedaQueueScaler(chart, 'Keda', { target: scaled, queue: scaled.queue, maxReplicas: 4, rabbitmq: { connection } });
+      const deployment = only(synthValid(chart), 'Deployment', 'scaled-workers');
+      expect('replicas' in deployment.spec).toBe(false);
     });
 
     test('fixed replicas is caught at synthesis when the inner Deployment was marked directly', () => {
