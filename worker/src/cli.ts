@@ -136,7 +136,10 @@ async function jobsFromFile(options: PublishOptions): Promise<(i: number) => Out
       const result = AIGenerationJobRequestedSchema.safeParse({ schemaVersion: SCHEMA_VERSION, jobId: 'x', ...template });
       if (!result.success) {
         const problems = result.error.issues.map((issue) => `${issue.path.join('.') || '(job)'}: ${issue.message}`);
-        throw new Error(`job ${index} in ${options.file} is not a valid ${MessageType.jobRequested}: ${problems.join('; ')} (--no-validate sends it anyway)`);
+        throw new Error(
+          `job ${index} in ${options.file} is not a valid ${MessageType.jobRequested}: ${problems.join('; ')} ` +
+            '(--no-validate sends it anyway)',
+        );
       }
     });
   }
@@ -163,13 +166,17 @@ async function jobsFromModel(options: PublishOptions): Promise<(i: number) => Ou
     if (!datatype) throw new Error(`model input ${meta.name} has element type ${meta.type}, which jobs cannot carry`);
     const shape = options.shape[meta.name] ?? meta.shape.map((d) => (typeof d === 'number' && d > 0 ? d : 1));
     if (shape.length !== meta.shape.length) {
-      throw new Error(`--shape ${meta.name} has ${shape.length} dimensions; the model's input has ${meta.shape.length} ([${meta.shape.join(', ')}])`);
+      throw new Error(
+        `--shape ${meta.name} has ${shape.length} dimensions; the model's input has ${meta.shape.length} ` +
+          `([${meta.shape.join(', ')}])`,
+      );
     }
     return { name: meta.name, datatype, shape };
   });
   for (const name of Object.keys(options.shape)) {
     if (!inputs.some((input) => input.name === name)) {
-      throw new Error(`--shape names ${name}, which is not an input of the model (inputs: ${inputs.map((input) => input.name).join(', ')})`);
+      const names = inputs.map((input) => input.name).join(', ');
+      throw new Error(`--shape names ${name}, which is not an input of the model (inputs: ${names})`);
     }
   }
   await session.release();
@@ -188,7 +195,12 @@ async function jobsFromModel(options: PublishOptions): Promise<(i: number) => Ou
   return (i) => {
     const jobId = `${options.jobIdPrefix}${i}`;
     const tensors = inputs.map((input) => ({ ...input, bytes: randomTensorBytes(input.datatype, input.shape, options.intMax) }));
-    const envelope = { schemaVersion: SCHEMA_VERSION as typeof SCHEMA_VERSION, jobId, kind: options.kind, ...(generation ? { generation } : {}) };
+    const envelope = {
+      schemaVersion: SCHEMA_VERSION as typeof SCHEMA_VERSION,
+      jobId,
+      kind: options.kind,
+      ...(generation ? { generation } : {}),
+    };
 
     if (options.encoding === 'binary') {
       const header = { ...envelope, inputs: tensors.map(({ name, datatype, shape }) => ({ name, datatype, shape })) };
@@ -310,7 +322,12 @@ async function follow(options: FollowOptions): Promise<void> {
       counts[type] = (counts[type] ?? 0) + 1;
 
       const line = options.brief
-        ? { type, jobId: body.jobId, correlationId: msg.properties.correlationId, ...(body.code ? { code: body.code, retryable: body.retryable } : {}) }
+        ? {
+            type,
+            jobId: body.jobId,
+            correlationId: msg.properties.correlationId,
+            ...(body.code ? { code: body.code, retryable: body.retryable } : {}),
+          }
         : { type, correlationId: msg.properties.correlationId, body };
       process.stdout.write(`${JSON.stringify(line)}\n`);
       channel.ack(msg);
@@ -326,7 +343,11 @@ async function follow(options: FollowOptions): Promise<void> {
   // Without --count, following until Ctrl-C is the normal way to stop.
   if (ending === 'complete' || (ending === 'interrupted' && options.count === undefined)) return;
   const got = options.count === undefined ? `${seen.size} results` : `${seen.size} of ${options.count} results`;
-  const why = { timeout: `timed out after ${options.timeout} s`, interrupted: 'interrupted', cancelled: 'the broker cancelled the consumer' }[ending];
+  const why = {
+    timeout: `timed out after ${options.timeout} s`,
+    interrupted: 'interrupted',
+    cancelled: 'the broker cancelled the consumer',
+  }[ending];
   throw new Error(`${why} with ${got}`);
 }
 
@@ -389,7 +410,9 @@ export function buildProgram(): Command {
     .option('--file <job.json>', 'a job (or an array of jobs) as JSON; schemaVersion and jobId are filled in')
     .option('--model <model.onnx>', 'generate random inputs for this model')
     .option('--shape <input=d1,d2,...>', 'shape of a generated input (repeatable); dynamic dimensions default to 1', shapeOption, {})
-    .addOption(new Option('--encoding <encoding>', 'how generated tensors travel').choices(['json', 'base64', 'binary']).default('base64'))
+    .addOption(
+      new Option('--encoding <encoding>', 'how generated tensors travel').choices(['json', 'base64', 'binary']).default('base64'),
+    )
     .addOption(new Option('--kind <kind>', 'job kind').choices(['inference', 'generation']).default('inference'))
     .option('--max-new-tokens <n>', 'generation: tokens to generate at most', positiveInt)
     .option('--temperature <t>', 'generation: 0 is greedy', nonNegativeNumber)
@@ -409,7 +432,9 @@ export function buildProgram(): Command {
     .command('follow')
     .description('print results from the results exchange as JSON lines, until N jobs are answered or a timeout')
     .addOption(url())
-    .addOption(new Option('--exchange <name>', 'results exchange').env(WorkerEnv.RESULTS_EXCHANGE).default(WORKER_DEFAULTS.resultsExchange))
+    .addOption(
+      new Option('--exchange <name>', 'results exchange').env(WorkerEnv.RESULTS_EXCHANGE).default(WORKER_DEFAULTS.resultsExchange),
+    )
     .option('--queue <name>', 'durable queue to bind and read (kept after exit); a temporary queue by default')
     .option('-n, --count <n>', 'stop after results for this many distinct jobs', positiveInt)
     .option('--timeout <seconds>', 'give up (exit 1) after this long', nonNegativeNumber)

@@ -155,8 +155,8 @@ function crossFieldProblems(c: WorkerConfig): string[] {
   const problems: string[] = [];
   if (c.jobQueue === c.deadLetterQueue) {
     problems.push(
-      `${WorkerEnv.JOB_QUEUE} and ${WorkerEnv.DEAD_LETTER_QUEUE} are both ${JSON.stringify(c.jobQueue)}: dead-lettered jobs would be ` +
-        'consumed again; give the dead-letter queue its own name',
+      `${WorkerEnv.JOB_QUEUE} and ${WorkerEnv.DEAD_LETTER_QUEUE} are both ${JSON.stringify(c.jobQueue)}: ` +
+        'dead-lettered jobs would be consumed again; give the dead-letter queue its own name',
     );
   }
   if (c.resultsExchange === c.deadLetterExchange) {

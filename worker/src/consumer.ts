@@ -159,7 +159,9 @@ export class JobConsumer<Job> {
       this.die(new Error(`cannot connect to the broker at ${redactUrl(config.rabbitmqUrl)}: ${err.message}`, { cause: err }));
     });
     // A broker under a memory or disk alarm stops accepting publishes: results wait, and so do their acks.
-    connection.on('blocked', (reason: string) => logger.warn({ reason }, 'the broker blocked publishing; results wait until it unblocks'));
+    connection.on('blocked', (reason: string) => {
+      logger.warn({ reason }, 'the broker blocked publishing; results wait until it unblocks');
+    });
     connection.on('unblocked', () => logger.info('the broker unblocked publishing'));
     // Errors also arrive as close/disconnect; a listener keeps EventEmitter from throwing them.
     connection.on('error', (err: Error) => logger.debug({ err: err.message }, 'broker connection error'));
@@ -298,11 +300,12 @@ export class JobConsumer<Job> {
   /** Bad input: failed result, then dead-letter. The job can never succeed, so it is not requeued. */
   private async reject(delivery: Delivery, rejection: JobRejection): Promise<void> {
     delivery.jobId = rejection.jobId ?? delivery.jobId;
+    const { properties, fields } = delivery.message;
     // A message too broken to name its job is still traceable by its delivery.
     const log = this.options.logger.child({
       jobId: delivery.jobId ?? null,
       deliveryCount: delivery.context.deliveryCount,
-      ...(delivery.jobId === undefined ? { messageId: delivery.message.properties.messageId, deliveryTag: delivery.message.fields.deliveryTag } : {}),
+      ...(delivery.jobId === undefined ? { messageId: properties.messageId, deliveryTag: fields.deliveryTag } : {}),
     });
     const body = this.options.handler.failed(delivery.jobId, rejection, delivery.context, { retryable: false });
 
@@ -325,7 +328,10 @@ export class JobConsumer<Job> {
       return;
     }
 
-    const reason = new Error(`inference failed on all ${attempts} deliveries (${WorkerEnv.DELIVERY_LIMIT}=${config.deliveryLimit}); last error: ${err.message}`);
+    const reason = new Error(
+      `inference failed on all ${attempts} deliveries (${WorkerEnv.DELIVERY_LIMIT}=${config.deliveryLimit}); ` +
+        `last error: ${err.message}`,
+    );
     // Retryable: nothing says the job is wrong, so a producer may send it again once the cause is fixed.
     const body = handler.failed(delivery.jobId, reason, delivery.context, { code: 'delivery_limit', retryable: true });
     if (await this.settle(delivery, log, { type: MessageType.jobFailed, body }, 'dead-letter', JobOutcome.exhausted)) {
@@ -351,7 +357,8 @@ export class JobConsumer<Job> {
         await this.publishResult(session, message, result.type, result.body);
       } catch (err) {
         if (!session.open) {
-          log.warn({ err: (err as Error).message }, 'result not confirmed before the channel closed; the broker will redeliver the job');
+          const message = 'result not confirmed before the channel closed; the broker will redeliver the job';
+          log.warn({ err: (err as Error).message }, message);
           return false;
         }
         // The broker refused the result but the channel lives: do not hold the job, give it back to the queue
@@ -424,7 +431,10 @@ export class JobConsumer<Job> {
 function confirmPublish(channel: ConfirmChannel, exchange: string, routingKey: string, content: Buffer, options: Options.Publish) {
   return new Promise<void>((resolve, reject) => {
     try {
-      channel.publish(exchange, routingKey, content, options, (err) => (err ? reject(toError(err, 'publish nacked by the broker')) : resolve()));
+      channel.publish(exchange, routingKey, content, options, (err) => {
+        if (err) reject(toError(err, 'publish nacked by the broker'));
+        else resolve();
+      });
     } catch (err) {
       reject(err);
     }
@@ -442,7 +452,8 @@ export function deliveryCount(message: ConsumeMessage): number {
 function asRejection(err: unknown, message: ConsumeMessage): JobRejection {
   if (err instanceof JobRejection) return err;
   const reason = `the message could not be read: ${(err as Error)?.message ?? String(err)}`;
-  return new JobRejection('schema', reason, typeof message.properties.messageId === 'string' ? message.properties.messageId : undefined);
+  const messageId = message.properties.messageId;
+  return new JobRejection('schema', reason, typeof messageId === 'string' ? messageId : undefined);
 }
 
 function sleep(ms: number): Promise<void> {

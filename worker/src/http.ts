@@ -86,7 +86,9 @@ async function handle(options: HealthServerOptions, req: http.IncomingMessage, r
     }
 
     default:
-      sendJson(res, 404, { error: `no such path; try ${WorkerHttp.healthPath}, ${WorkerHttp.readyPath} or ${WorkerHttp.metricsPath}` });
+      sendJson(res, 404, {
+        error: `no such path; try ${WorkerHttp.healthPath}, ${WorkerHttp.readyPath} or ${WorkerHttp.metricsPath}`,
+      });
   }
 }
 

@@ -32,7 +32,9 @@ async function main(): Promise<void> {
   // A bug that escapes every handler still ends as one JSON line, and as a non-zero exit the kubelet restarts;
   // unacked jobs go back to the queue with the dead connection.
   process.on('uncaughtException', (err) => fail(logger, `uncaught exception: ${err.message}`, err));
-  process.on('unhandledRejection', (reason) => fail(logger, `unhandled rejection: ${String((reason as Error)?.message ?? reason)}`, reason));
+  process.on('unhandledRejection', (reason) => {
+    fail(logger, `unhandled rejection: ${String((reason as Error)?.message ?? reason)}`, reason);
+  });
 
   if (config.prefetch < config.maxBatchSize) {
     logger.warn(
@@ -50,7 +52,7 @@ async function main(): Promise<void> {
   process.on('SIGINT', exitDuringStartup);
 
   const metrics = new WorkerMetricsRegistry({ maxBatchSize: config.maxBatchSize });
-  const state = { model: undefined as LoadedModel | undefined, consumer: undefined as JobConsumer<Job> | undefined, shuttingDown: false };
+  const state: { model?: LoadedModel; consumer?: JobConsumer<Job>; shuttingDown: boolean } = { shuttingDown: false };
 
   // Probes answer from the first moment: liveness while a large model loads, readiness false until consuming.
   const http = await startHealthServer({
@@ -150,7 +152,10 @@ function installSignalHandlers(
       process.exit(1);
     }
     state.shuttingDown = true;
-    logger.info({ signal, inFlight: consumer.inFlightCount, timeoutMs: config.shutdownTimeoutMs }, 'shutting down: finishing jobs in flight');
+    logger.info(
+      { signal, inFlight: consumer.inFlightCount, timeoutMs: config.shutdownTimeoutMs },
+      'shutting down: finishing jobs in flight',
+    );
 
     void consumer.stop(config.shutdownTimeoutMs).then(async ({ unfinished }) => {
       if (unfinished.length > 0) {
