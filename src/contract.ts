@@ -27,7 +27,10 @@ export const WorkerEnv = {
   DEAD_LETTER_EXCHANGE: 'DEAD_LETTER_EXCHANGE',
   /** Queue bound to the dead-letter exchange, where rejected jobs wait for a person. */
   DEAD_LETTER_QUEUE: 'DEAD_LETTER_QUEUE',
-  /** Deliveries of one job before the broker dead-letters it (quorum queue `x-delivery-limit`). */
+  /**
+   * Redeliveries allowed for one job (quorum queue `x-delivery-limit`): a job is attempted at most limit + 1
+   * times; the worker answers the last attempt with a failed result and the job is dead-lettered.
+   */
   DELIVERY_LIMIT: 'DELIVERY_LIMIT',
   /** Unacknowledged messages the broker may push to one worker (AMQP basic.qos). */
   PREFETCH: 'PREFETCH',
