@@ -151,6 +151,12 @@ async function holds(name: string): Promise<boolean> {
   return (await prometheus!.query(alert(name).expr)).length > 0;
 }
 
+/** The state Prometheus' own rule evaluation gives the loaded alert: 'pending' until its `for` has passed. */
+async function ruleState(name: string): Promise<string | undefined> {
+  const series = await prometheus!.query(`ALERTS{alertname=${JSON.stringify(name)}}`);
+  return series[0]?.metric.alertstate;
+}
+
 async function publishRaw(target: string, body: string, count: number): Promise<void> {
   const connection = await amqp.connect(broker!.url);
   try {
@@ -240,7 +246,8 @@ afterAll(async () => {
 
 describe('scraping, derived from the synthesized monitors', () => {
   test('each monitor keeps exactly its targets, with the labels prometheus-operator attaches', async () => {
-    const targets = await eventually('targets discovered', () => prometheus!.targets(), (t) => t.length >= 4);
+    // RabbitMQ, two worker pods, the exporter and kube-state-metrics.
+    const targets = await eventually('targets discovered', () => prometheus!.targets(), (t) => t.length >= 5);
     const byJob = (job: string) => targets.filter((t) => t.scrapePool.startsWith(job));
     const sm = scenario.manifests.rabbitmqServiceMonitor;
     const pm = scenario.manifests.workerPodMonitor;
@@ -377,6 +384,7 @@ describe('the HPA external metric, as prometheus-adapter serves it', () => {
   test('alerts while jobs pile up and nobody consumes: backlog growing and no consumers hold, dead letters do not', async () => {
     await eventually('JobQueueBacklogGrowing holds', () => holds(QueueWorkerAlertNames.backlogGrowing), (v) => v);
     await eventually('JobQueueHasNoConsumers holds', () => holds(QueueWorkerAlertNames.noConsumers), (v) => v);
+    await eventually('JobQueueBacklogGrowing pending in Prometheus', () => ruleState(QueueWorkerAlertNames.backlogGrowing), (v) => v === 'pending');
     expect(await holds(QueueWorkerAlertNames.deadLetterNotEmpty)).toBe(false);
     expect(await holds(QueueWorkerAlertNames.autoscalerAtMax)).toBe(false);
     expect(await holds(QueueWorkerAlertNames.podsUnschedulable)).toBe(false);
@@ -500,6 +508,8 @@ describe('real workers drain the queue', () => {
     expect(await holds(QueueWorkerAlertNames.deadLetterNotEmpty)).toBe(false);
     await publishRaw(queue, '{"this is": not json', 1);
     await eventually('JobDeadLetterQueueNotEmpty holds', () => holds(QueueWorkerAlertNames.deadLetterNotEmpty), (v) => v);
+    // The rule as loaded from the PrometheusRule is active too: pending, since its `for` (5 minutes) has not passed.
+    await eventually('JobDeadLetterQueueNotEmpty pending in Prometheus', () => ruleState(QueueWorkerAlertNames.deadLetterNotEmpty), (v) => v === 'pending');
     expect(await holds(QueueWorkerAlertNames.jobsFailing)).toBe(false); // 1 of 41: below 5 %
 
     await publishRaw(queue, '{"this is": not json', 9); // 10 of about 111: above 5 %
