@@ -89,6 +89,13 @@ project.addTask('bench', {
   steps: [{ exec: 'ts-node --transpile-only bench/synth.ts' }, { exec: 'npm --prefix worker run bench' }],
 });
 
+// The worker package's own suite (unit tests, and broker tests against the real RabbitMQ).
+const testWorker = project.addTask('test:worker', {
+  description: 'The worker package tests (worker/): inference on CPU, real RabbitMQ for the broker tests',
+  exec: 'npm --prefix worker test',
+});
+project.testTask.spawn(testWorker);
+
 // The live-signal suite (test/live): real RabbitMQ, Prometheus and worker processes. `test` runs it after the
 // unit tests; it needs the broker and Debian's prometheus package, which .ci/run provides.
 const testLive = project.addTask('test:live', {
