@@ -272,6 +272,13 @@ describe('KedaQueueScaler: bad input', () => {
     );
   });
 
+  test('a Prometheus address that is not an http(s) URL', () => {
+    expectInvalid(
+      () => scaler(testChart(), { rabbitmq: undefined, prometheus: { serverAddress: 'prometheus-operated.monitoring:9090' } }),
+      /`prometheus.serverAddress` is "prometheus-operated.monitoring:9090"/,
+    );
+  });
+
   test('no trigger at all', () => {
     expectInvalid(() => scaler(testChart(), { rabbitmq: undefined }), /`rabbitmq` and `prometheus` are both unset/);
   });
@@ -289,6 +296,15 @@ describe('KedaQueueScaler: bad input', () => {
     expectInvalid(
       () => scaler(chart, { rabbitmq: { connection: managementUrl(chart), mode: RabbitmqTriggerMode.MESSAGE_RATE, messageRatePerReplica: 5 } }),
       /MessageRate with minReplicas 0/,
+    );
+    const amqp = testChart();
+    expectInvalid(
+      () => scaler(amqp, {
+        backlog: BacklogMeasure.READY,
+        maxJobDuration: Duration.seconds(20),
+        rabbitmq: { connection: managementUrl(amqp), protocol: RabbitmqProtocol.AMQP, mode: RabbitmqTriggerMode.MESSAGE_RATE, messageRatePerReplica: 1 },
+      }),
+      /`rabbitmq.mode` is MessageRate, which KEDA reads from the management API only/,
     );
     const noRate = testChart();
     expectInvalid(
