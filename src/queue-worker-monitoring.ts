@@ -365,9 +365,13 @@ export class QueueWorkerMonitoring extends Construct {
     if (workers.namespace === undefined) {
       invalidProp(CONSTRUCT, 'workers', 'has no namespace', 'Put the workers in a chart with a `namespace`.');
     }
-    checkNonEmpty(CONSTRUCT, 'workers.queue', workers.queue);
+    if (Object.keys(workers.podSelectorLabels).length === 0) {
+      invalidProp(CONSTRUCT, 'workers.podSelectorLabels', 'is empty and would select every pod in the namespace',
+        'Give the labels the worker pods carry.');
+    }
     const vhost = props.vhost ?? '/';
-    checkNonEmpty(CONSTRUCT, 'vhost', vhost);
+    // The alerts check the queue names, vhost and thresholds.
+    this.alerts = queueWorkerAlerts({ ...props, workers, vhost });
     const labels = props.prometheusSelectorLabels ?? { release: 'kube-prometheus-stack' };
     const interval = props.scrapeInterval ?? Duration.seconds(15);
     if (interval.toMilliseconds({ integral: false }) < 1000) {
@@ -416,7 +420,6 @@ export class QueueWorkerMonitoring extends Construct {
     });
 
     // Alerts.
-    this.alerts = queueWorkerAlerts({ ...props, workers, vhost });
     if (props.alerts ?? true) {
       this.prometheusRule = new monitoring.PrometheusRule(this, 'Rules', {
         metadata: { name: base, labels },

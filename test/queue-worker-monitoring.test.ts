@@ -200,6 +200,13 @@ describe('QueueWorkerMonitoring', () => {
       })).toThrow(/`workers` has no namespace/);
     });
 
+    test('workers without pod labels are an error', () => {
+      const chart = new Chart(new App(), 'monitoring', { namespace: 'monitoring' });
+      expect(() => new QueueWorkerMonitoring(chart, 'M', {
+        workers: { name: 'w', namespace: 'ai-workers', podSelectorLabels: {}, queue: 'jobs', deadLetterQueue: 'jobs.dlq' },
+      })).toThrow(/`workers.podSelectorLabels` is empty/);
+    });
+
     test('an empty queue is an error', () => {
       expect(() => queueWorkerAlerts({
         workers: { name: 'w', namespace: 'ai-workers', podSelectorLabels: { app: 'w' }, queue: '', deadLetterQueue: 'd' },
