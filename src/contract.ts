@@ -76,6 +76,20 @@ export const WORKER_DEFAULTS = {
   logLevel: 'info',
 } as const;
 
+/**
+ * Inclusive ranges the worker accepts for its numeric settings. The worker refuses to start outside them; the
+ * constructs refuse to synthesize such a value, so a bad setting fails at `cdk8s synth`, not as a crash loop.
+ */
+export const WORKER_LIMITS = {
+  deliveryLimit: { min: 1, max: 1000 },
+  prefetch: { min: 1, max: 65_535 },
+  maxBatchSize: { min: 1, max: 1024 },
+  maxBatchWaitMs: { min: 0, max: 60_000 },
+  maxMessageBytes: { min: 1024, max: 512 * 1024 * 1024 },
+  httpPort: { min: 1, max: 65_535 },
+  shutdownTimeoutMs: { min: 0, max: 24 * 60 * 60 * 1000 },
+} as const;
+
 /** The worker's HTTP server: one port for probes and metrics. */
 export const WorkerHttp = {
   port: 8080,

@@ -7,6 +7,7 @@ import {
   EXECUTION_PROVIDERS,
   ExecutionProviderChoice,
   WORKER_DEFAULTS,
+  WORKER_LIMITS,
   WorkerEnv,
   WorkerHttp,
 } from './contract';
@@ -693,7 +694,7 @@ function resolveQueues(props: GpuWorkerDeploymentProps): ResolvedQueues {
       'Give the dead-letter exchange its own name, so rejected jobs are not mixed with results.');
   }
   const deliveryLimit = checkBetween('deliveryLimit', props.deliveryLimit ?? WORKER_DEFAULTS.deliveryLimit,
-    1, WORKER_LIMITS.deliveryLimit);
+    WORKER_LIMITS.deliveryLimit);
   return { jobQueue, deadLetterQueue, resultsExchange, deadLetterExchange, deliveryLimit };
 }
 
@@ -707,8 +708,8 @@ interface ResolvedBatching {
 
 function resolveBatching(props: GpuWorkerDeploymentProps): ResolvedBatching {
   const maxBatchSize = checkBetween('maxBatchSize', props.maxBatchSize ?? WORKER_DEFAULTS.maxBatchSize,
-    1, WORKER_LIMITS.maxBatchSize);
-  const prefetch = checkBetween('prefetch', props.prefetch ?? maxBatchSize, 1, WORKER_LIMITS.prefetch);
+    WORKER_LIMITS.maxBatchSize);
+  const prefetch = checkBetween('prefetch', props.prefetch ?? maxBatchSize, WORKER_LIMITS.prefetch);
   if (prefetch < maxBatchSize) {
     invalidProp(CONSTRUCT, 'prefetch',
       `(${prefetch}) is less than \`maxBatchSize\` (${maxBatchSize}), so batches never fill`,
@@ -720,9 +721,9 @@ function resolveBatching(props: GpuWorkerDeploymentProps): ResolvedBatching {
   return {
     maxBatchSize,
     prefetch,
-    maxBatchWaitMs: checkBetween('maxBatchWait (ms)', waitMs, 0, WORKER_LIMITS.maxBatchWaitMs),
+    maxBatchWaitMs: checkBetween('maxBatchWait (ms)', waitMs, WORKER_LIMITS.maxBatchWaitMs),
     maxMessageBytes: checkBetween('maxMessageSize (bytes)', Math.floor(checkSizeBytes('maxMessageSize', messageSize)),
-      WORKER_LIMITS.minMessageBytes, WORKER_LIMITS.maxMessageBytes),
+      WORKER_LIMITS.maxMessageBytes),
   };
 }
 
@@ -737,7 +738,7 @@ interface ResolvedTiming {
 
 function resolveTiming(props: GpuWorkerDeploymentProps): ResolvedTiming {
   const maxJobMs = Math.ceil(checkDurationMs('maxJobDuration', props.maxJobDuration, 1));
-  if (maxJobMs > WORKER_LIMITS.shutdownTimeoutMs) {
+  if (maxJobMs > WORKER_LIMITS.shutdownTimeoutMs.max) {
     invalidProp(CONSTRUCT, 'maxJobDuration',
       `is ${props.maxJobDuration.toHumanString()}, longer than the worker's 24-hour shutdown limit`,
       'Split the work into shorter jobs, or run it as Kubernetes Jobs (KEDA ScaledJob) instead.');
@@ -874,21 +875,7 @@ function fixedReplicasMessage(replicas: number): string {
     + 'Remove `replicas`: the autoscaler owns the replica count, and a fixed one would be reset on every sync.';
 }
 
-/**
- * Ranges the worker accepts (worker/src/config.ts); a value outside them would make every pod exit at start-up,
- * so they are refused here instead.
- */
-const WORKER_LIMITS = {
-  deliveryLimit: 1000,
-  prefetch: 65_535,
-  maxBatchSize: 1024,
-  maxBatchWaitMs: 60_000,
-  minMessageBytes: 1024,
-  maxMessageBytes: 512 * 1024 * 1024,
-  shutdownTimeoutMs: 24 * 60 * 60 * 1000,
-} as const;
-
-function checkBetween(prop: string, value: number, min: number, max: number): number {
+function checkBetween(prop: string, value: number, { min, max }: { min: number; max: number }): number {
   if (!Number.isInteger(value) || value < min || value > max) {
     invalidProp(CONSTRUCT, prop, `is ${value}`,
       `Use a whole number from ${min} to ${max}, the range the worker accepts.`);

@@ -7,7 +7,7 @@
  */
 import * as os from 'node:os';
 import { z } from 'zod';
-import { EXECUTION_PROVIDERS, ExecutionProviderChoice, WORKER_DEFAULTS, WorkerEnv, WorkerHttp } from './contract';
+import { EXECUTION_PROVIDERS, ExecutionProviderChoice, WORKER_DEFAULTS, WORKER_LIMITS, WorkerEnv, WorkerHttp } from './contract';
 
 /** Everything the runtime needs to know, resolved and validated. */
 export interface WorkerConfig {
@@ -52,7 +52,7 @@ function unsetAsUndefined(value: unknown): unknown {
 }
 
 /** A whole number in [min, max] from a decimal string; the message says what to write instead. */
-function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
+function integer({ min, max }: { min: number; max: number }) {
   return z.preprocess(
     unsetAsUndefined,
     z
@@ -90,18 +90,18 @@ const envSchema = z.object({
   [WorkerEnv.RESULTS_EXCHANGE]: name(),
   [WorkerEnv.DEAD_LETTER_EXCHANGE]: name(),
   [WorkerEnv.DEAD_LETTER_QUEUE]: name(),
-  [WorkerEnv.DELIVERY_LIMIT]: integer(1, 1000),
-  [WorkerEnv.PREFETCH]: integer(1, 65_535),
-  [WorkerEnv.MAX_BATCH_SIZE]: integer(1, 1024),
-  [WorkerEnv.MAX_BATCH_WAIT_MS]: integer(0, 60_000),
-  [WorkerEnv.MAX_MESSAGE_BYTES]: integer(1024, 512 * 1024 * 1024),
+  [WorkerEnv.DELIVERY_LIMIT]: integer(WORKER_LIMITS.deliveryLimit),
+  [WorkerEnv.PREFETCH]: integer(WORKER_LIMITS.prefetch),
+  [WorkerEnv.MAX_BATCH_SIZE]: integer(WORKER_LIMITS.maxBatchSize),
+  [WorkerEnv.MAX_BATCH_WAIT_MS]: integer(WORKER_LIMITS.maxBatchWaitMs),
+  [WorkerEnv.MAX_MESSAGE_BYTES]: integer(WORKER_LIMITS.maxMessageBytes),
   [WorkerEnv.MODEL_PATH]: z.preprocess(unsetAsUndefined, z.string().trim().optional()),
   [WorkerEnv.EXECUTION_PROVIDER]: z.preprocess(
     unsetAsUndefined,
     z.enum(EXECUTION_PROVIDERS, { message: `must be one of ${EXECUTION_PROVIDERS.join(', ')}` }).optional(),
   ),
-  [WorkerEnv.HTTP_PORT]: integer(1, 65_535),
-  [WorkerEnv.SHUTDOWN_TIMEOUT_MS]: integer(0, 24 * 60 * 60 * 1000),
+  [WorkerEnv.HTTP_PORT]: integer(WORKER_LIMITS.httpPort),
+  [WorkerEnv.SHUTDOWN_TIMEOUT_MS]: integer(WORKER_LIMITS.shutdownTimeoutMs),
   [WorkerEnv.WORKER_ID]: z.preprocess(unsetAsUndefined, z.string().trim().optional()),
   [WorkerEnv.LOG_LEVEL]: z.preprocess(
     unsetAsUndefined,
