@@ -38,7 +38,7 @@ import { PrometheusServer, prometheusVersion, freePort } from './harness/prometh
 import { adapterConfigFromConfigMap, buildExternalQuery, PrometheusAdapterModel } from './harness/prometheus-adapter';
 import { monitorJobs, prometheusRuleGroups, SimulatedCluster } from './harness/scrape-config';
 import { eventually, step } from './harness/steps';
-import { ensureWorkerBuilt, publishJobs, WorkerProcess } from './harness/workers';
+import { ensureWorkerBuilt, publishJobs, workerContainer, WorkerProcess } from './harness/workers';
 import { NAMESPACES, PROMETHEUS_SELECTOR, Scenario, synthesizeScenario, WORKER_DEPLOYMENT } from './scenario';
 import { assertTopology } from '../../worker/src/topology';
 
@@ -185,7 +185,7 @@ beforeAll(async () => {
   WORKER_PODS = POD_SUFFIXES.map((s) => `${scenario.workers.name}-${s}`);
 
   await step('declare the worker topology as the worker does', async () => {
-    const env = Object.fromEntries((scenario.manifests.deployment.spec.template.spec.containers[0].env as any[])
+    const env = Object.fromEntries((workerContainer(scenario.manifests.deployment).env as any[])
       .filter((e) => e.value !== undefined).map((e) => [e.name, e.value]));
     const ch = await broker!.channel();
     await assertTopology(ch as any, {
@@ -228,11 +228,17 @@ beforeAll(async () => {
   const ksmNaive = clone(ksmObjects.serviceMonitor);
   ksmNaive.spec.endpoints[0].honorLabels = false;
 
-  [prometheus, broken] = await step('start Prometheus with the synthesized scrape settings', () => Promise.all([
-    PrometheusServer.start('good', prometheusConfig(
-      [m.rabbitmqServiceMonitor, m.workerPodMonitor, m.dcgmServiceMonitor, ksmObjects.serviceMonitor], m.prometheusRule, c)),
-    PrometheusServer.start('broken', prometheusConfig([rabbitDefault, dcgmNaive, ksmNaive], undefined, c)),
-  ]));
+  await step('start Prometheus with the synthesized scrape settings', async () => {
+    // Started together; each one that starts is kept for afterAll even if the other fails.
+    const started = await Promise.allSettled([
+      PrometheusServer.start('good', prometheusConfig(
+        [m.rabbitmqServiceMonitor, m.workerPodMonitor, m.dcgmServiceMonitor, ksmObjects.serviceMonitor], m.prometheusRule, c)),
+      PrometheusServer.start('broken', prometheusConfig([rabbitDefault, dcgmNaive, ksmNaive], undefined, c)),
+    ]);
+    [prometheus, broken] = started.map((r) => (r.status === 'fulfilled' ? r.value : undefined));
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  });
   const adapterConfig = adapterConfigFromConfigMap(m.adapterConfigMap);
   adapter = new PrometheusAdapterModel(adapterConfig, prometheus!);
   brokenAdapter = new PrometheusAdapterModel(adapterConfig, broken!);

@@ -82,9 +82,14 @@ export class PrometheusServer {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), `live-prometheus-${name}-`));
     const port = await freePort();
     const server = new PrometheusServer(name, dir, port);
-    server.writeConfig(config);
-    server.spawn();
-    await server.waitReady();
+    try {
+      server.writeConfig(config);
+      server.spawn();
+      await server.waitReady();
+    } catch (error) {
+      await server.stop(); // nothing left running, no directory left behind
+      throw error;
+    }
     return server;
   }
 
