@@ -351,10 +351,17 @@ function printReport(limitLines: string[], comparisons: Comparison[], batchingGa
       'cores: CPU of worker/broker/harness during the drain',
   );
 
-  console.log('\nwhere a job\'s time goes inside the worker (means, ms): decode / wait for batch and model / inference / receipt→result');
+  console.log(
+    "\nwhere a job's time goes inside the worker (means, ms): decode / wait for batch and model / inference / receipt→result " +
+      '| receipt→ack, and the bound it puts on jobs/s: prefetch ÷ receipt→ack (Little\'s law)',
+  );
   for (const c of comparisons) {
     const t = c.run.timings;
-    console.log(`  ${c.run.label.padEnd(28)} ${fmt(t.decodeMs)} / ${fmt(t.queueMs)} / ${fmt(t.inferenceMs)} / ${fmt(t.totalMs)}  (batch ${fmt(t.batchSize)})`);
+    const bound = c.run.prefetch / (c.run.receiptToAckMs / 1000);
+    console.log(
+      `  ${c.run.label.padEnd(28)} ${fmt(t.decodeMs)} / ${fmt(t.queueMs)} / ${fmt(t.inferenceMs)} / ${fmt(t.totalMs)}  (batch ${fmt(t.batchSize)}) ` +
+        `| ${fmt(c.run.receiptToAckMs)} → at most ${fmt(bound)} jobs/s`,
+    );
   }
   for (const g of batchingGains) console.log(`\ndynamic batching gain (mlp, prefetch ${g.prefetch}): ${fmt(g.gain)}× (${g.batched} / ${g.single})`);
   console.log('\ntargets:');

@@ -73,6 +73,11 @@ export interface WorkerRunResult {
   readonly inferenceBusy: number;
   /** Mean milliseconds per model call inside the worker during the drain; compare with the bare loop's. */
   readonly msPerModelCall: number;
+  /**
+   * Mean milliseconds from receipt to ack of a job during the drain (the worker's job duration histogram).
+   * A job holds one prefetch slot that long, so throughput can be at most prefetch / this (Little's law).
+   */
+  readonly receiptToAckMs: number;
   /** CPU used during the drain by the worker, the broker and this harness, in cores (CPU seconds per second). */
   readonly cores: CoresUsed;
   readonly timings: WorkerTimings;
@@ -135,6 +140,7 @@ export async function runWorker(options: WorkerRunOptions): Promise<WorkerRunRes
       meanBatchSize: ratio(delta(`${WorkerMetrics.batchSize}_sum`), delta(`${WorkerMetrics.batchSize}_count`)),
       inferenceBusy: ratio(delta(`${WorkerMetrics.inferenceDurationSeconds}_sum`), seconds),
       msPerModelCall: ratio(delta(`${WorkerMetrics.inferenceDurationSeconds}_sum`) * 1000, delta(`${WorkerMetrics.inferenceDurationSeconds}_count`)),
+      receiptToAckMs: ratio(delta(`${WorkerMetrics.jobDurationSeconds}_sum`) * 1000, delta(`${WorkerMetrics.jobDurationSeconds}_count`)),
       cores: cpu.coresBetween(arrivals[0].at, arrivals[arrivals.length - 1].at),
       timings: meanTimings(arrivals),
       latency,
