@@ -35,13 +35,13 @@ function main(): void {
   }
 
   lines.push('', '### The worker', '',
-    '| run | batch | prefetch | jobs/s | ratio to the lower limit | p50 / p95 / p99 ms | mean batch | model busy | ms per model call, worker / bare (batch) | CPU worker / broker / harness | peak RSS |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    '| run | batch | prefetch | jobs/s | ratio to the lower limit | p50 / p95 / p99 ms | mean batch | model busy | ms per model call, worker / bare (batch) | receipt→ack ms | CPU worker / broker / harness | peak RSS |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const s of worker.summary) {
     const r = Object.values<any>(worker.results).flatMap((m: any) => m.worker).find((w: any) => w.label === s.run);
     lines.push(`| \`${s.run}\` | ${r.maxBatchSize} | ${r.prefetch} | ${n(s.jobsPerSecond)} | **${n(s.ratio)}** of ${s.limitedBy} (${n(s.limit)}/s) | ` +
       `${n(s.latencyMs?.p50)} / ${n(s.latencyMs?.p95)} / ${n(s.latencyMs?.p99)} | ${n(r.meanBatchSize)} | ${pct(r.inferenceBusy)} | ` +
-      `${n(r.msPerModelCall)} / ${n(s.bareMsPerCall)} (${s.inferenceLimitBatch}) | ${n(r.cores.worker, 2)} / ${n(r.cores.broker, 2)} / ${n(r.cores.harness, 2)} | ${n(s.peakRssMiB)} MiB |`);
+      `${n(r.msPerModelCall)} / ${n(s.bareMsPerCall)} (${s.inferenceLimitBatch}) | ${n(r.receiptToAckMs)} | ${n(r.cores.worker, 2)} / ${n(r.cores.broker, 2)} / ${n(r.cores.harness, 2)} | ${n(s.peakRssMiB)} MiB |`);
   }
   lines.push('');
   for (const g of worker.batchingGains) {
