@@ -302,7 +302,12 @@ describe('KedaQueueScaler: bad input', () => {
       () => scaler(amqp, {
         backlog: BacklogMeasure.READY,
         maxJobDuration: Duration.seconds(20),
-        rabbitmq: { connection: managementUrl(amqp), protocol: RabbitmqProtocol.AMQP, mode: RabbitmqTriggerMode.MESSAGE_RATE, messageRatePerReplica: 1 },
+        rabbitmq: {
+          connection: managementUrl(amqp),
+          protocol: RabbitmqProtocol.AMQP,
+          mode: RabbitmqTriggerMode.MESSAGE_RATE,
+          messageRatePerReplica: 1,
+        },
       }),
       /`rabbitmq.mode` is MessageRate, which KEDA reads from the management API only/,
     );
