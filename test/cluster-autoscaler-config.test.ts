@@ -16,8 +16,7 @@ import {
 import { DcgmExporter } from '../src/dcgm-exporter';
 import { GPU_NODE_LABEL, GPU_NODE_TAINT } from '../src/gpu-node-labels';
 import { GpuWorkerDeployment, ModelSource } from '../src/gpu-worker-deployment';
-import { InvalidPropError } from '../src/validation';
-import { Manifest, only, synthValid, testChart, validateManifest } from './util/manifests';
+import { expectInvalidProp, Manifest, only, synthValid, testChart, validateManifest } from './util/manifests';
 
 const AWS = ClusterAutoscalerProvider.aws({
   clusterName: 'ai-platform',
@@ -45,10 +44,7 @@ function container(manifests: Manifest[]): any {
 }
 
 function expectInvalid(overrides: Partial<ClusterAutoscalerConfigProps>, prop: string, fix: RegExp): void {
-  const attempt = () => new ClusterAutoscalerConfig(testChart(), 'cluster-autoscaler', props(overrides));
-  expect(attempt).toThrow(InvalidPropError);
-  expect(attempt).toThrow(new RegExp(`\`${prop.replace(/[[\].]/g, '\\$&')}\``));
-  expect(attempt).toThrow(fix);
+  expectInvalidProp(() => new ClusterAutoscalerConfig(testChart(), 'cluster-autoscaler', props(overrides)), prop, fix);
 }
 
 /** Whether a pod toleration list tolerates a node taint (Kubernetes' matching rules). */

@@ -3,8 +3,7 @@ import { DcgmExporter, DEFAULT_DCGM_COUNTERS, DCGM_EXPORTER_IMAGE, KUBELET_POD_R
 import { KNOWN_DCGM_FIELDS } from '../src/dcgm-fields';
 import { DCGM_EXPORTER_PORT, DCGM_GPU_UTIL_FIELD } from '../src/gpu-metrics';
 import { GPU_NODE_LABEL, GPU_NODE_TAINT } from '../src/gpu-node-labels';
-import { InvalidPropError } from '../src/validation';
-import { all, Manifest, only, synthValid, testChart } from './util/manifests';
+import { all, expectInvalidProp, Manifest, only, synthValid, testChart } from './util/manifests';
 
 /** Synthesizes one exporter in a fresh chart in `gpu-monitoring`. */
 function synthExporter(props: ConstructorParameters<typeof DcgmExporter>[2] = {}): { exporter: DcgmExporter; manifests: Manifest[] } {
@@ -28,10 +27,7 @@ function csvLines(manifests: Manifest[]): string[][] {
 }
 
 function expectInvalid(props: ConstructorParameters<typeof DcgmExporter>[2], prop: string, fix: RegExp): void {
-  const attempt = () => new DcgmExporter(testChart('gpu-monitoring'), 'dcgm-exporter', props);
-  expect(attempt).toThrow(InvalidPropError);
-  expect(attempt).toThrow(new RegExp(`\`${prop.replace(/[[\]]/g, '\\$&')}\``));
-  expect(attempt).toThrow(fix);
+  expectInvalidProp(() => new DcgmExporter(testChart('gpu-monitoring'), 'dcgm-exporter', props), prop, fix);
 }
 
 describe('DcgmExporter (own DaemonSet)', () => {

@@ -12,7 +12,7 @@ import {
 import { KedaQueueScaler } from '../src/keda-queue-scaler';
 import { QueueScaledHpa } from '../src/queue-scaled-hpa';
 import { InvalidPropError } from '../src/validation';
-import { Manifest, only, synthValid, testChart } from './util/manifests';
+import { invalidPropError, Manifest, only, synthValid, testChart } from './util/manifests';
 
 function workers(chart: Chart, props: Partial<GpuWorkerDeploymentProps> = {}, id = 'Workers'): GpuWorkerDeployment {
   return new GpuWorkerDeployment(chart, id, {
@@ -34,13 +34,7 @@ function env(container: any): Record<string, any> {
 
 /** Builds a deployment with bad props and returns the error it throws. */
 function errorOf(props: Partial<GpuWorkerDeploymentProps>): InvalidPropError {
-  try {
-    workers(testChart(), props);
-  } catch (error) {
-    expect(error).toBeInstanceOf(InvalidPropError);
-    return error as InvalidPropError;
-  }
-  throw new Error('expected an InvalidPropError');
+  return invalidPropError(() => workers(testChart(), props));
 }
 
 describe('GpuWorkerDeployment', () => {

@@ -2,8 +2,7 @@ import { Chart, Duration, Testing } from 'cdk8s';
 import { DcgmExporter } from '../src/dcgm-exporter';
 import { GPU_NODE_LABEL, GPU_NODE_TAINT, GPU_TOLERATION } from '../src/gpu-node-labels';
 import { KarpenterGpuNodePool, KarpenterGpuNodePoolProps } from '../src/karpenter-gpu-node-pool';
-import { InvalidPropError } from '../src/validation';
-import { Manifest, only, synthValid } from './util/manifests';
+import { expectInvalidProp, Manifest, only, synthValid } from './util/manifests';
 
 const EC2_GPU_CLASS = { group: 'karpenter.k8s.aws', kind: 'EC2NodeClass', name: 'gpu' };
 
@@ -14,10 +13,8 @@ function synthPool(props: Partial<KarpenterGpuNodePoolProps> = {}, namespace?: s
 }
 
 function expectInvalid(props: Partial<KarpenterGpuNodePoolProps>, prop: string, fix: RegExp): void {
-  const attempt = () => new KarpenterGpuNodePool(new Chart(Testing.app(), 'test'), 'gpu-workers', { nodeClassRef: EC2_GPU_CLASS, gpuLimit: 16, ...props });
-  expect(attempt).toThrow(InvalidPropError);
-  expect(attempt).toThrow(new RegExp(`\`${prop.replace(/[[\].]/g, '\\$&')}\``));
-  expect(attempt).toThrow(fix);
+  const pool = () => new KarpenterGpuNodePool(new Chart(Testing.app(), 'test'), 'gpu-workers', { nodeClassRef: EC2_GPU_CLASS, gpuLimit: 16, ...props });
+  expectInvalidProp(pool, prop, fix);
 }
 
 describe('KarpenterGpuNodePool', () => {

@@ -5,8 +5,7 @@ import { GpuWorkerDeployment, ModelSource } from '../src/gpu-worker-deployment';
 import { KedaQueueScaler, KedaQueueScalerProps, RabbitmqProtocol, RabbitmqTriggerMode } from '../src/keda-queue-scaler';
 import { QueueScaledHpa } from '../src/queue-scaled-hpa';
 import { BacklogMeasure, queueBacklogQuery } from '../src/rabbitmq-metrics';
-import { InvalidPropError } from '../src/validation';
-import { all, only, synthValid, testChart } from './util/manifests';
+import { all, invalidPropError, only, synthValid, testChart } from './util/manifests';
 
 const PROMETHEUS = 'http://prometheus-operated.monitoring.svc:9090';
 
@@ -35,14 +34,7 @@ function scaler(chart: Chart, props: Partial<KedaQueueScalerProps> = {}, id = 'S
 }
 
 function expectInvalid(fn: () => unknown, message: RegExp): void {
-  let error: unknown;
-  try {
-    fn();
-  } catch (e) {
-    error = e;
-  }
-  expect(error).toBeInstanceOf(InvalidPropError);
-  expect((error as Error).message).toMatch(message);
+  expect(invalidPropError(fn).message).toMatch(message);
 }
 
 describe('KedaQueueScaler', () => {

@@ -3,8 +3,7 @@ import * as kplus from 'cdk8s-plus-27';
 import { RabbitmqTriggerMode } from '../src/keda-queue-scaler';
 import { KedaQueueJobs, KedaQueueJobsProps } from '../src/keda-scaled-job';
 import { BacklogMeasure } from '../src/rabbitmq-metrics';
-import { InvalidPropError } from '../src/validation';
-import { all, only, synthValid, testChart } from './util/manifests';
+import { all, invalidPropError, only, synthValid, testChart } from './util/manifests';
 
 function connection(chart: Chart): kplus.SecretValue {
   const secret = (chart.node.tryFindChild('RabbitSecret') as kplus.ISecret | undefined)
@@ -28,14 +27,7 @@ function jobs(chart: Chart, props: Partial<KedaQueueJobsProps> = {}): KedaQueueJ
 }
 
 function expectInvalid(fn: () => unknown, message: RegExp): void {
-  let error: unknown;
-  try {
-    fn();
-  } catch (e) {
-    error = e;
-  }
-  expect(error).toBeInstanceOf(InvalidPropError);
-  expect((error as Error).message).toMatch(message);
+  expect(invalidPropError(fn).message).toMatch(message);
 }
 
 describe('KedaQueueJobs', () => {

@@ -14,8 +14,7 @@ import {
   ScalingPolicyType,
 } from '../src/queue-scaled-hpa';
 import { BacklogMeasure, queueBacklogQuery, RabbitmqQueueSeries } from '../src/rabbitmq-metrics';
-import { InvalidPropError } from '../src/validation';
-import { only, synthValid, testChart } from './util/manifests';
+import { invalidPropError, only, synthValid, testChart } from './util/manifests';
 
 function workers(chart: Chart, props: Partial<kplus.DeploymentProps> = {}, id = 'Workers'): kplus.Deployment {
   return new kplus.Deployment(chart, id, {
@@ -266,16 +265,7 @@ describe('QueueScaledHpa: one adapter configuration per app', () => {
 
 describe('QueueScaledHpa: bad input', () => {
   // Runs `fn` once (constructs cannot be created twice under one id) and checks the error it throws.
-  const expectInvalid = (fn: () => unknown, message: RegExp) => {
-    let error: unknown;
-    try {
-      fn();
-    } catch (e) {
-      error = e;
-    }
-    expect(error).toBeInstanceOf(InvalidPropError);
-    expect((error as Error).message).toMatch(message);
-  };
+  const expectInvalid = (fn: () => unknown, message: RegExp) => expect(invalidPropError(fn).message).toMatch(message);
 
   test('minReplicas greater than maxReplicas', () => {
     expectInvalid(() => hpa(testChart(), { minReplicas: 5, maxReplicas: 2 }), /`minReplicas` \(5\) is greater than `maxReplicas` \(2\)/);

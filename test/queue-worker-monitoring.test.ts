@@ -21,7 +21,7 @@ import {
   RabbitmqQueueSeries,
 } from '../src/rabbitmq-metrics';
 import { InvalidPropError } from '../src/validation';
-import { Manifest, only, synthValid } from './util/manifests';
+import { invalidPropError, Manifest, only, synthValid } from './util/manifests';
 
 /** Workers in `ai-workers` and the monitoring objects in `monitoring`, as in a real cluster. */
 function setup(props: Partial<QueueWorkerMonitoringProps> = {}) {
@@ -39,13 +39,7 @@ function setup(props: Partial<QueueWorkerMonitoringProps> = {}) {
 }
 
 function errorOf(props: Partial<QueueWorkerMonitoringProps>): InvalidPropError {
-  try {
-    setup(props);
-  } catch (error) {
-    expect(error).toBeInstanceOf(InvalidPropError);
-    return error as InvalidPropError;
-  }
-  throw new Error('expected an InvalidPropError');
+  return invalidPropError(() => setup(props));
 }
 
 describe('QueueWorkerMonitoring', () => {

@@ -8,6 +8,7 @@
 import Ajv, { ValidateFunction } from 'ajv';
 import { Chart, Testing } from 'cdk8s';
 import crdSchemas from '../../imports/crd-schemas.json';
+import { InvalidPropError } from '../../src/validation';
 
 /** One synthesized Kubernetes object. */
 export interface Manifest {
@@ -94,4 +95,22 @@ export function all(manifests: Manifest[], kind: string): Manifest[] {
 /** A fresh chart in a namespace, for unit tests. */
 export function testChart(namespace = 'ai-workers'): Chart {
   return new Chart(Testing.app(), 'test', { namespace });
+}
+
+/** Runs `build` once and returns the InvalidPropError it throws; fails the test when it throws nothing else. */
+export function invalidPropError(build: () => unknown): InvalidPropError {
+  try {
+    build();
+  } catch (error) {
+    expect(error).toBeInstanceOf(InvalidPropError);
+    return error as InvalidPropError;
+  }
+  throw new Error('expected an InvalidPropError, but nothing was thrown');
+}
+
+/** Expects `build` to throw an InvalidPropError whose message names `prop` (in backticks) and matches `fix`. */
+export function expectInvalidProp(build: () => unknown, prop: string, fix: RegExp): void {
+  const error = invalidPropError(build);
+  expect(error.message).toContain(`\`${prop}\``);
+  expect(error.message).toMatch(fix);
 }
