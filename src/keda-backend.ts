@@ -6,8 +6,7 @@
 import { Construct } from 'constructs';
 import { KedaQueueScaler, KedaQueueScalerProps } from './keda-queue-scaler';
 import { AdapterCustomRule, AdapterExternalRule } from './prometheus-adapter-rules';
-import { QueueScaledHpa, QueueScaledHpaProps, QueueScalingProps } from './queue-scaled-hpa';
-import { BacklogMeasure } from './rabbitmq-metrics';
+import { QueueScaledHpa, QueueScaledHpaProps, QueueScalingProps, ResolvedQueueScaling } from './queue-scaled-hpa';
 import * as keda from '../imports/keda.sh';
 
 /** Either autoscaler of a queue-consuming workload. */
@@ -57,19 +56,15 @@ export abstract class ScalingBackend {
   public abstract bind(scope: Construct, id: string, intent: QueueScalingProps): QueueScaler;
 }
 
+/** The parts of the resolved scaling intent that a backlog signal reports. */
+type ScalingIntentField = 'namespace' | 'queue' | 'vhost' | 'backlog' | 'backlogPerReplica' | 'minReplicas' | 'maxReplicas';
+
 /**
  * The backlog signal an autoscaler acts on, exactly as the component that reads it will ask for it.
  * The live-signal suite runs `query` against a real Prometheus and expects the queue's message count.
  */
-export interface BacklogSignal {
+export interface BacklogSignal extends Pick<ResolvedQueueScaling, ScalingIntentField> {
   readonly backend: ScalingBackendKind;
-  readonly namespace: string | undefined;
-  readonly queue: string;
-  readonly vhost: string;
-  readonly backlog: BacklogMeasure;
-  readonly backlogPerReplica: number;
-  readonly minReplicas: number;
-  readonly maxReplicas: number;
 
   /**
    * PromQL of the backlog: what prometheus-adapter runs for the HPA's selector, or the KEDA prometheus
@@ -97,7 +92,7 @@ export interface BacklogSignal {
 /** The signal `scaler` scales on. */
 export function backlogSignal(scaler: QueueScaler): BacklogSignal {
   const { scaling } = scaler;
-  const common = {
+  const common: Pick<ResolvedQueueScaling, ScalingIntentField> = {
     namespace: scaling.namespace,
     queue: scaling.queue,
     vhost: scaling.vhost,
