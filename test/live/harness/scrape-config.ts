@@ -225,16 +225,7 @@ export function serviceMonitorJobs(monitor: Manifest, cluster: SimulatedCluster,
 
     const relabel: object[] = [{ source_labels: ['job'], target_label: '__tmp_prometheus_job_name' }];
     relabel.push(...selectorRelabelings('service', monitor.spec.selector));
-    if (ep.port) {
-      relabel.push({ action: 'keep', source_labels: ['__meta_kubernetes_endpoint_port_name'], regex: ep.port });
-    } else if (ep.targetPort !== undefined) {
-      const byName = typeof ep.targetPort === 'string';
-      relabel.push({
-        action: 'keep',
-        source_labels: [byName ? '__meta_kubernetes_pod_container_port_name' : '__meta_kubernetes_pod_container_port_number'],
-        regex: String(ep.targetPort),
-      });
-    }
+    relabel.push(...portKeepRelabelings(ep, '__meta_kubernetes_endpoint_port_name'));
     const kindAndName = ['__meta_kubernetes_endpoint_address_target_kind', '__meta_kubernetes_endpoint_address_target_name'];
     relabel.push(
       { source_labels: kindAndName, separator: ';', regex: 'Node;(.*)', replacement: '${1}', target_label: 'node' },
@@ -248,30 +239,12 @@ export function serviceMonitorJobs(monitor: Manifest, cluster: SimulatedCluster,
     for (const l of monitor.spec.targetLabels ?? []) {
       relabel.push({ source_labels: [`__meta_kubernetes_service_label_${sanitizeLabelName(l)}`], target_label: sanitizeLabelName(l), regex: '(.+)', replacement: '${1}' });
     }
-    for (const l of monitor.spec.podTargetLabels ?? []) {
-      relabel.push({ source_labels: [`__meta_kubernetes_pod_label_${sanitizeLabelName(l)}`], target_label: sanitizeLabelName(l), regex: '(.+)', replacement: '${1}' });
-    }
+    relabel.push(...podTargetLabelRelabelings(monitor));
     relabel.push({ source_labels: ['__meta_kubernetes_service_name'], target_label: 'job', replacement: '${1}' });
     if (monitor.spec.jobLabel) {
       relabel.push({ source_labels: [`__meta_kubernetes_service_label_${sanitizeLabelName(monitor.spec.jobLabel)}`], target_label: 'job', regex: '(.+)', replacement: '${1}' });
     }
-    if (ep.port) relabel.push({ target_label: 'endpoint', replacement: ep.port });
-    else if (ep.targetPort !== undefined) relabel.push({ target_label: 'endpoint', replacement: String(ep.targetPort) });
-    relabel.push(...(ep.relabelings ?? []).map(relabelConfig));
-
-    return {
-      jobName,
-      declaredInterval: ep.interval,
-      declaredScrapeTimeout: ep.scrapeTimeout,
-      candidateTargets: targets.length,
-      config: {
-        job_name: jobName,
-        ...endpointSettings(monitor, ep, i, options),
-        static_configs: targets,
-        relabel_configs: relabel,
-        metric_relabel_configs: (ep.metricRelabelings ?? []).map(relabelConfig),
-      },
-    };
+    return scrapeJob(monitor, ep, i, options, jobName, targets, relabel);
   });
 }
 
@@ -307,46 +280,65 @@ export function podMonitorJobs(monitor: Manifest, cluster: SimulatedCluster, opt
     const relabel: object[] = [{ source_labels: ['job'], target_label: '__tmp_prometheus_job_name' }];
     relabel.push({ action: 'drop', source_labels: ['__meta_kubernetes_pod_phase'], regex: '(Failed|Succeeded)' });
     relabel.push(...selectorRelabelings('pod', monitor.spec.selector));
-    if (ep.port) {
-      relabel.push({ action: 'keep', source_labels: ['__meta_kubernetes_pod_container_port_name'], regex: ep.port });
-    } else if (ep.targetPort !== undefined) {
-      const byName = typeof ep.targetPort === 'string';
-      relabel.push({
-        action: 'keep',
-        source_labels: [byName ? '__meta_kubernetes_pod_container_port_name' : '__meta_kubernetes_pod_container_port_number'],
-        regex: String(ep.targetPort),
-      });
-    }
+    relabel.push(...portKeepRelabelings(ep, '__meta_kubernetes_pod_container_port_name'));
     relabel.push(
       { source_labels: ['__meta_kubernetes_namespace'], target_label: 'namespace' },
       { source_labels: ['__meta_kubernetes_pod_container_name'], target_label: 'container' },
       { source_labels: ['__meta_kubernetes_pod_name'], target_label: 'pod' },
     );
-    for (const l of monitor.spec.podTargetLabels ?? []) {
-      relabel.push({ source_labels: [`__meta_kubernetes_pod_label_${sanitizeLabelName(l)}`], target_label: sanitizeLabelName(l), regex: '(.+)', replacement: '${1}' });
-    }
+    relabel.push(...podTargetLabelRelabelings(monitor));
     relabel.push({ target_label: 'job', replacement: `${ns}/${monitor.metadata.name}` });
     if (monitor.spec.jobLabel) {
       relabel.push({ source_labels: [`__meta_kubernetes_pod_label_${sanitizeLabelName(monitor.spec.jobLabel)}`], target_label: 'job', regex: '(.+)', replacement: '${1}' });
     }
-    if (ep.port) relabel.push({ target_label: 'endpoint', replacement: ep.port });
-    else if (ep.targetPort !== undefined) relabel.push({ target_label: 'endpoint', replacement: String(ep.targetPort) });
-    relabel.push(...(ep.relabelings ?? []).map(relabelConfig));
-
-    return {
-      jobName,
-      declaredInterval: ep.interval,
-      declaredScrapeTimeout: ep.scrapeTimeout,
-      candidateTargets: targets.length,
-      config: {
-        job_name: jobName,
-        ...endpointSettings(monitor, ep, i, options),
-        static_configs: targets,
-        relabel_configs: relabel,
-        metric_relabel_configs: (ep.metricRelabelings ?? []).map(relabelConfig),
-      },
-    };
+    return scrapeJob(monitor, ep, i, options, jobName, targets, relabel);
   });
+}
+
+/** The keep rule that selects the endpoint's port: by name (`port`, through `nameLabel`), or `targetPort`. */
+function portKeepRelabelings(ep: any, nameLabel: string): object[] {
+  if (ep.port) return [{ action: 'keep', source_labels: [nameLabel], regex: ep.port }];
+  if (ep.targetPort === undefined) return [];
+  const byName = typeof ep.targetPort === 'string';
+  return [{
+    action: 'keep',
+    source_labels: [byName ? '__meta_kubernetes_pod_container_port_name' : '__meta_kubernetes_pod_container_port_number'],
+    regex: String(ep.targetPort),
+  }];
+}
+
+/** Copies the monitor's `podTargetLabels` from the pod onto the target. */
+function podTargetLabelRelabelings(monitor: Manifest): object[] {
+  return (monitor.spec.podTargetLabels ?? []).map((l: string) => ({
+    source_labels: [`__meta_kubernetes_pod_label_${sanitizeLabelName(l)}`],
+    target_label: sanitizeLabelName(l),
+    regex: '(.+)',
+    replacement: '${1}',
+  }));
+}
+
+/** The scrape job of one endpoint, finished the same way for both monitor kinds: endpoint label, user relabelings. */
+function scrapeJob(
+  monitor: Manifest, ep: any, i: number, options: ScrapeOptions, jobName: string,
+  targets: Array<{ targets: string[]; labels: Record<string, string> }>, relabel: object[],
+): GeneratedScrapeJob {
+  if (ep.port) relabel.push({ target_label: 'endpoint', replacement: ep.port });
+  else if (ep.targetPort !== undefined) relabel.push({ target_label: 'endpoint', replacement: String(ep.targetPort) });
+  relabel.push(...(ep.relabelings ?? []).map(relabelConfig));
+
+  return {
+    jobName,
+    declaredInterval: ep.interval,
+    declaredScrapeTimeout: ep.scrapeTimeout,
+    candidateTargets: targets.length,
+    config: {
+      job_name: jobName,
+      ...endpointSettings(monitor, ep, i, options),
+      static_configs: targets,
+      relabel_configs: relabel,
+      metric_relabel_configs: (ep.metricRelabelings ?? []).map(relabelConfig),
+    },
+  };
 }
 
 /** Scrape jobs for any monitor object. */
