@@ -59,7 +59,14 @@ const project = new typescript.TypeScriptProject({
       testTimeout: 30_000,
     },
   },
-  eslintOptions: { dirs: ['src'], devdirs: ['test', 'bench'], ignorePatterns: ['imports/', 'worker/', 'dist/', 'lib/'] },
+  eslintOptions: { commandOptions: { fix: false }, dirs: ['src'], devdirs: ['test', 'bench'], ignorePatterns: ['imports/', 'worker/', 'dist/', 'lib/'] },
+});
+
+// `test` runs eslint (commandOptions.fix is off): in a test it reports, never rewrites the checkout.
+const lintedDirs = 'src test bench projenrc .projenrc.ts';
+project.addTask('eslint:fix', {
+  description: 'Fix what eslint can fix',
+  exec: `eslint --ext .ts,.tsx --fix --no-error-on-unmatched-pattern ${lintedDirs}`,
 });
 
 project.gitignore.exclude('/build/', '/worker/node_modules/', '/worker/dist/', '/worker/models/', '/.live/');
