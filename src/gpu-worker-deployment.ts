@@ -780,9 +780,13 @@ function resolvePod(props: GpuWorkerDeploymentProps): ResolvedPod {
   }
   const memory = props.memory ?? Size.gibibytes(8);
   const sharedMemory = props.sharedMemorySize ?? Size.gibibytes(1);
-  if (checkSizeBytes('sharedMemorySize', sharedMemory) >= checkSizeBytes('memory', memory)) {
-    invalidProp(CONSTRUCT, 'sharedMemorySize', 'is not smaller than `memory`; /dev/shm is charged to the memory limit',
-      'Raise `memory` or lower `sharedMemorySize`.');
+  const sharedMemoryBytes = checkSizeBytes('sharedMemorySize', sharedMemory);
+  const memoryBytes = checkSizeBytes('memory', memory);
+  if (sharedMemoryBytes >= memoryBytes) {
+    const given = props.sharedMemorySize === undefined ? 'the default 1 GiB' : mebibytes(sharedMemoryBytes);
+    invalidProp(CONSTRUCT, 'sharedMemorySize',
+      `(${given}) is not smaller than \`memory\` (${mebibytes(memoryBytes)}); /dev/shm is charged to the memory limit`,
+      'Lower `sharedMemorySize` (default 1 GiB) or raise `memory`.');
   }
   const tmpSize = props.tmpSize ?? Size.gibibytes(1);
   checkSizeBytes('tmpSize', tmpSize);
@@ -912,6 +916,11 @@ function checkSizeBytes(prop: string, value: Size): number {
   return bytes;
 }
 
+/** A byte count as MiB for error messages, e.g. "512 MiB" or "0.5 MiB". */
+function mebibytes(bytes: number): string {
+  return `${Number((bytes / 2 ** 20).toFixed(2))} MiB`;
+}
+
 function checkModelPath(value: string): string {
   const dir = posix.dirname(value);
   if (!posix.isAbsolute(value) || value.endsWith('/') || dir === '/' || ['/tmp', '/dev', '/dev/shm'].includes(dir)) {
@@ -953,7 +962,16 @@ function checkNodeLabel(key: string, value: string): void {
 }
 
 function checkSecretKey(ref: kplus.SecretValue): void {
-  checkDnsSubdomain(CONSTRUCT, 'rabbitmqUrl.secret', ref.secret.name);
+  // The type says `{ secret, key }`, but JavaScript callers and `as any` can pass a literal URL or a half-filled ref.
+  const candidate = ref as unknown;
+  const secret = typeof candidate === 'object' && candidate !== null
+    ? (candidate as { secret?: unknown }).secret : undefined;
+  const secretName = typeof secret === 'object' && secret !== null ? (secret as { name?: unknown }).name : undefined;
+  if (typeof secretName !== 'string' || typeof (candidate as { key?: unknown }).key !== 'string') {
+    invalidProp(CONSTRUCT, 'rabbitmqUrl', 'must be a Secret reference `{ secret, key }`',
+      'Put the AMQP URL (it holds credentials) in a Secret and pass `{ secret, key }`; a literal URL is never accepted.');
+  }
+  checkDnsSubdomain(CONSTRUCT, 'rabbitmqUrl.secret', secretName);
   if (!/^[-._a-zA-Z0-9]+$/.test(ref.key) || ref.key.length > 253) {
     invalidProp(CONSTRUCT, 'rabbitmqUrl.key', `is ${JSON.stringify(ref.key)}, not a valid Secret key`,
       'Use the key of the Secret entry that holds the URL: letters, digits, "-", "_" or ".".');

@@ -357,8 +357,14 @@ describe('GpuWorkerDeployment', () => {
       expect(error.message).toMatch(/`maxBatchSize`/);
     });
 
-    test('shared memory as large as the memory limit is an error', () => {
-      expect(errorOf({ memory: Size.gibibytes(2), sharedMemorySize: Size.gibibytes(2) }).prop).toBe('sharedMemorySize');
+    test('shared memory as large as the memory limit is an error naming the default and both ways out', () => {
+      const given = errorOf({ memory: Size.gibibytes(2), sharedMemorySize: Size.gibibytes(2) });
+      expect(given.prop).toBe('sharedMemorySize');
+      expect(given.message).toContain('(2048 MiB) is not smaller than `memory` (2048 MiB)');
+      const defaulted = errorOf({ memory: Size.mebibytes(768) });
+      expect(defaulted.prop).toBe('sharedMemorySize');
+      expect(defaulted.message).toContain('(the default 1 GiB) is not smaller than `memory` (768 MiB)');
+      expect(defaulted.message).toMatch(/Lower `sharedMemorySize` \(default 1 GiB\) or raise `memory`/);
     });
 
     test.each(['models/model.onnx', '/model.onnx', '/tmp/model.onnx', '/models/'])('modelPath %p is an error', (modelPath) => {
@@ -369,6 +375,21 @@ describe('GpuWorkerDeployment', () => {
       const chart = testChart();
       expect(() => workers(chart, { rabbitmqUrl: { secret: kplus.Secret.fromSecretName(chart, 'Bad', 'rabbitmq'), key: 'url/amqp' } }))
         .toThrow(/`rabbitmqUrl.key`/);
+    });
+
+    test.each<[string, unknown]>([
+      ['a literal URL string', 'amqp://user:password@rabbitmq:5672/%2f'],
+      ['a reference without a secret', { secret: undefined, key: 'url' }],
+      ['a reference without a key', { secret: { name: 'rabbitmq-worker' } }],
+      ['null', null],
+    ])('rabbitmqUrl given as %s is an error asking for a Secret, not a TypeError', (_, rabbitmqUrl) => {
+      const chart = testChart();
+      const error = invalidPropError(() => workers(chart, { rabbitmqUrl: rabbitmqUrl as kplus.SecretValue }));
+      expect(error.prop).toBe('rabbitmqUrl');
+      expect(error.message).toContain('must be a Secret reference `{ secret, key }`');
+      expect(error.message).toMatch(/put the AMQP URL \(it holds credentials\) in a Secret/i);
+      // The credentials in a literal URL must not be echoed into build logs.
+      expect(error.message).not.toContain('password');
     });
 
     test('invalid node labels, runtime class and priority class are errors', () => {
