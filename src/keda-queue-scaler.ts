@@ -304,7 +304,18 @@ export class KedaQueueScaler extends Construct {
     // Known gap: another GPU pod in the namespace with a name of that shape (the pod of a Job named
     // <deployment>-<word>) would be counted too; dcgm-exporter gives no owner label to select on instead.
     const pods = `${this.scaling.targetRef.name}-[a-z0-9]+-[a-z0-9]+`;
-    const selector = `${source.namespaceLabel}=${promqlString(this.scaling.namespace ?? 'default')},${source.podLabel}=~${promqlString(pods)}`;
+    // No namespace means "wherever it is applied", which PromQL cannot know: guessing `default` would select
+    // no series elsewhere, and with ignoreNullValues the trigger would then read 0 % forever.
+    const namespace = this.scaling.namespace;
+    if (namespace === undefined) {
+      invalidProp(
+        SELF,
+        'namespace',
+        'of the target is unset, so the GPU utilization query cannot select the target\'s pods',
+        'Give the chart a `namespace` (or set `metadata.namespace` on the target), or drop `gpuUtilization`.',
+      );
+    }
+    const selector = `${source.namespaceLabel}=${promqlString(namespace)},${source.podLabel}=~${promqlString(pods)}`;
     return `sum(avg by (${source.podLabel}) (${source.series}{${selector}}))`;
   }
 

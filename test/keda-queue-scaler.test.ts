@@ -1,11 +1,11 @@
-import { Chart, Duration } from 'cdk8s';
+import { Chart, Duration, Testing } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { DCGM_GPU_UTILIZATION } from '../src/gpu-metrics';
 import { GpuWorkerDeployment, ModelSource } from '../src/gpu-worker-deployment';
 import { KedaQueueScaler, KedaQueueScalerProps, RabbitmqProtocol, RabbitmqTriggerMode } from '../src/keda-queue-scaler';
 import { QueueScaledHpa } from '../src/queue-scaled-hpa';
 import { BacklogMeasure, queueBacklogQuery } from '../src/rabbitmq-metrics';
-import { all, invalidPropError, only, synthValid, testChart } from './util/manifests';
+import { all, expectInvalidProp, invalidPropError, only, synthValid, testChart } from './util/manifests';
 
 const PROMETHEUS = 'http://prometheus-operated.monitoring.svc:9090';
 
@@ -327,6 +327,21 @@ describe('KedaQueueScaler: bad input', () => {
 
   test('GPU utilization without a Prometheus', () => {
     expectInvalid(() => scaler(testChart(), { gpuUtilization: { source: DCGM_GPU_UTILIZATION } }), /`gpuUtilization` needs a Prometheus/);
+  });
+
+  test('GPU utilization in a chart without a namespace is refused, not queried in `default`', () => {
+    const chart = new Chart(Testing.app(), 'no-namespace');
+    const build = () => scaler(chart, { prometheus: { serverAddress: PROMETHEUS }, gpuUtilization: { source: DCGM_GPU_UTILIZATION } });
+    expectInvalidProp(build, 'namespace', /Give the chart a `namespace`/);
+
+    // A namespace on the target itself is enough.
+    const withNamespace = new Chart(Testing.app(), 'target-namespace');
+    const keda = scaler(withNamespace, {
+      target: workers(withNamespace, { metadata: { name: 'gpu-workers', namespace: 'gpu' } }),
+      prometheus: { serverAddress: PROMETHEUS },
+      gpuUtilization: { source: DCGM_GPU_UTILIZATION },
+    });
+    expect(keda.gpuUtilizationQuery()).toContain('namespace="gpu"');
   });
 
   test('shared intent rules: min > max, max < 1, fixed replicas, name too long for KEDA\'s label', () => {
