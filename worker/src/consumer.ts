@@ -80,6 +80,14 @@ export const DEFAULT_RECONNECT: ReconnectTuning = { initialDelayMs: 200, maxDela
  */
 type SettleAction = 'ack' | 'dead-letter' | 'requeue' | 'release';
 
+/**
+ * How often a result the broker refused (basic.nack, e.g. a results queue full with `x-overflow: reject-publish`)
+ * is published again before the delivery is given up. The job stays unacked meanwhile and the same result is sent
+ * each time, so a computed result is never computed again within one delivery. Refusals are usually a full or
+ * limited queue that drains within seconds; after the last try the delivery limit takes over (see settle()).
+ */
+export const RESULT_PUBLISH_RETRY = { attempts: 5, initialDelayMs: 200, maxDelayMs: 5_000 } as const;
+
 /** How long a clean close waits for the broker to confirm the channel is closed. */
 const CHANNEL_CLOSE_TIMEOUT_MS = 2_000;
 
@@ -353,19 +361,27 @@ export class JobConsumer<Job> {
     const { session, message } = delivery;
 
     if (result !== undefined) {
-      try {
-        await this.publishResult(session, message, result.type, result.body);
-      } catch (err) {
-        if (!session.open) {
-          const message = 'result not confirmed before the channel closed; the broker will redeliver the job';
-          log.warn({ err: (err as Error).message }, message);
-          return false;
+      const published = await this.publishWithRetry(delivery, log, result);
+      if (published === 'channel-closed') {
+        log.warn('result not confirmed before the channel closed; the broker will redeliver the job');
+        return false;
+      }
+      if (published === 'refused') {
+        // The result cannot be delivered. Holding the job forever would stall this worker's prefetch, and
+        // basic.nack would loop forever on RabbitMQ >= 4.3 (not counted), re-running the model each time. So the
+        // delivery is rejected like a failed attempt: the delivery limit bounds it, and on the last allowed
+        // delivery the message is dead-lettered. A bad job's message is dead-lettered as it would have been.
+        const lastDelivery = delivery.context.deliveryCount >= this.options.config.deliveryLimit;
+        if (action !== 'dead-letter') {
+          action = lastDelivery ? 'dead-letter' : 'requeue';
+          outcome = lastDelivery ? JobOutcome.exhausted : JobOutcome.retried;
         }
-        // The broker refused the result but the channel lives: do not hold the job, give it back to the queue
-        // without counting it as a failed attempt, since the job itself did nothing wrong.
-        log.error({ err: (err as Error).message }, 'broker refused the result; job requeued');
-        action = 'release';
-        outcome = JobOutcome.retried;
+        log.error(
+          { attempts: RESULT_PUBLISH_RETRY.attempts, deliveryCount: delivery.context.deliveryCount, action },
+          lastDelivery || action === 'dead-letter'
+            ? 'the broker kept refusing the result; job dead-lettered without a result'
+            : 'the broker kept refusing the result; job requeued, counted toward the delivery limit',
+        );
       }
     }
 
@@ -385,20 +401,56 @@ export class JobConsumer<Job> {
     return true;
   }
 
-  /** Publishes to the results exchange, and to `reply_to` when the job asked for it; resolves once both are confirmed. */
-  private async publishResult(session: Session, job: ConsumeMessage, type: string, body: object): Promise<void> {
-    const content = Buffer.from(JSON.stringify(body));
-    const options: Options.Publish = {
-      contentType: 'application/json',
-      type,
-      messageId: randomUUID(),
-      // The usual request/reply convention: the job's correlation id, else its message id.
-      correlationId: job.properties.correlationId ?? job.properties.messageId,
-      timestamp: Math.floor(Date.now() / 1000),
-      persistent: true,
-      appId: 'ai-worker',
-    };
+  /**
+   * Publishes one result until the broker confirms it, with backoff while the broker refuses it (basic.nack) and
+   * the channel stays open. Every try sends the same message (same message id), so consumers can de-duplicate a
+   * copy that reached some queues before another queue refused it.
+   */
+  private async publishWithRetry(
+    delivery: Delivery,
+    log: Logger,
+    result: { type: string; body: object },
+  ): Promise<'confirmed' | 'refused' | 'channel-closed'> {
+    const { session, message } = delivery;
+    const outgoing = this.resultMessage(message, result.type, result.body);
+    let delayMs: number = RESULT_PUBLISH_RETRY.initialDelayMs;
 
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.publishResult(session, message, outgoing);
+        return 'confirmed';
+      } catch (err) {
+        if (!session.open) return 'channel-closed';
+        if (attempt >= RESULT_PUBLISH_RETRY.attempts) return 'refused';
+        log.warn({ err: (err as Error).message, attempt, retryInMs: delayMs }, 'the broker refused the result; publishing it again');
+      }
+      await sleep(delayMs);
+      if (!session.open) return 'channel-closed';
+      delayMs = Math.min(delayMs * 2, RESULT_PUBLISH_RETRY.maxDelayMs);
+    }
+  }
+
+  /** The result message: built once per result, so a retried publish sends exactly the same message. */
+  private resultMessage(job: ConsumeMessage, type: string, body: object): { content: Buffer; options: Options.Publish } {
+    return {
+      content: Buffer.from(JSON.stringify(body)),
+      options: {
+        contentType: 'application/json',
+        type,
+        messageId: randomUUID(),
+        // The usual request/reply convention: the job's correlation id, else its message id.
+        correlationId: job.properties.correlationId ?? job.properties.messageId,
+        timestamp: Math.floor(Date.now() / 1000),
+        persistent: true,
+        appId: 'ai-worker',
+      },
+    };
+  }
+
+  /** Publishes to the results exchange, and to `reply_to` when the job asked for it; resolves once both are confirmed. */
+  private async publishResult(session: Session, job: ConsumeMessage, outgoing: { content: Buffer; options: Options.Publish }): Promise<void> {
+    const { content, options } = outgoing;
+    const type = options.type!;
     // Unconfirmed results are bounded by the prefetch count, so amqplib's write buffer stays bounded too.
     const confirms = [confirmPublish(session.channel, this.options.config.resultsExchange, type, content, options)];
     const replyTo = job.properties.replyTo;

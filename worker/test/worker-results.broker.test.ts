@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { JobOutcome, MessageType, WorkerEnv, WorkerMetrics } from '../src/contract';
+import { RESULT_PUBLISH_RETRY } from '../src/consumer';
 import { BINARY_CONTENT_TYPE, BINARY_JOB_HEADER, SCHEMA_VERSION } from '../src/messages';
 import {
   BROKER_URL,
@@ -358,6 +359,50 @@ describe('inference errors', () => {
 
     expect(await ctx.worker.metric(`${WorkerMetrics.jobsTotal}{outcome="${JobOutcome.retried}"}`)).toBe(DELIVERY_LIMIT);
     expect(await ctx.worker.metric(`${WorkerMetrics.jobsTotal}{outcome="${JobOutcome.exhausted}"}`)).toBe(1);
+  });
+});
+
+describe('results the broker refuses', () => {
+  let ctx: Awaited<ReturnType<typeof startWorker>>;
+  const DELIVERY_LIMIT = 2;
+  const refusingQueue = `test-w2-refusing-${Date.now().toString(36)}`;
+
+  beforeAll(async () => {
+    ctx = await startWorker('refused-result', { [WorkerEnv.MODEL_PATH]: MODELS.mlp, [WorkerEnv.DELIVERY_LIMIT]: String(DELIVERY_LIMIT) });
+    await broker.declareRefusingQueue(refusingQueue, ctx.topology.resultsExchange);
+  });
+
+  afterAll(async () => {
+    await stopWorker(ctx, [refusingQueue]);
+  });
+
+  test('the same result is published again with backoff, then the job is rejected toward the delivery limit and dead-lettered', async () => {
+    await broker.publish(ctx.topology.jobQueue, jsonJob('refused', randomRows(1)), { messageId: 'refused' });
+
+    const deliveries = DELIVERY_LIMIT + 1;
+    await broker.waitForDepth(ctx.topology.deadLetterQueue, 1, 60_000);
+    const dead = await broker.drain(ctx.topology.deadLetterQueue);
+    expect(dead.map((m) => m.properties.messageId)).toEqual(['refused']);
+    expect(dead[0].properties.headers?.['x-first-death-reason']).toBe('rejected');
+
+    // One model call per delivery: a refused result is re-sent, never recomputed.
+    const received = ctx.worker.logs.filter((l) => l.jobId === 'refused' && l.msg === 'job received');
+    expect(received.map((l) => l.deliveryCount)).toEqual([0, 1, 2]);
+    expect(await ctx.worker.metric(`${WorkerMetrics.inferenceDurationSeconds}_count`)).toBe(deliveries);
+
+    // The collector's queue accepts what the refusing queue does not: each delivery sent one message, the same
+    // every time (one message id), RESULT_PUBLISH_RETRY.attempts times.
+    const copies = ctx.results.forJob('refused');
+    expect(new Set(copies.map((r) => r.type))).toEqual(new Set([MessageType.jobCompleted]));
+    const perMessage = new Map<string, number>();
+    for (const r of copies) perMessage.set(r.messageId!, (perMessage.get(r.messageId!) ?? 0) + 1);
+    expect([...perMessage.values()]).toEqual(Array(deliveries).fill(RESULT_PUBLISH_RETRY.attempts));
+
+    expect(await ctx.worker.metric(`${WorkerMetrics.jobsTotal}{outcome="${JobOutcome.retried}"}`)).toBe(DELIVERY_LIMIT);
+    expect(await ctx.worker.metric(`${WorkerMetrics.jobsTotal}{outcome="${JobOutcome.exhausted}"}`)).toBe(1);
+    expect(await ctx.worker.metric(`${WorkerMetrics.jobsTotal}{outcome="${JobOutcome.completed}"}`)).toBe(0);
+    expect(await broker.depth(ctx.topology.jobQueue)).toEqual({ messages: 0, consumers: 1 });
+    expect(ctx.worker.process.exitCode).toBeNull();
   });
 });
 

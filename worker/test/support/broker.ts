@@ -228,6 +228,7 @@ export function runCli(args: string[], env: Record<string, string> = {}) {
 export interface ReceivedResult {
   readonly type: string;
   readonly correlationId?: string;
+  readonly messageId?: string;
   readonly body: any;
 }
 
@@ -268,7 +269,12 @@ export class TestBroker {
       name,
       (msg) => {
         if (!msg) return;
-        collector.add({ type: String(msg.properties.type), correlationId: msg.properties.correlationId, body: JSON.parse(msg.content.toString()) });
+        collector.add({
+          type: String(msg.properties.type),
+          correlationId: msg.properties.correlationId,
+          messageId: msg.properties.messageId,
+          body: JSON.parse(msg.content.toString()),
+        });
       },
       { noAck: true },
     );
@@ -278,6 +284,15 @@ export class TestBroker {
   /** Declares a plain queue (e.g. for reply_to). */
   async declareQueue(name: string): Promise<void> {
     await this.channel.assertQueue(name, { durable: false, autoDelete: false });
+  }
+
+  /**
+   * Binds to `exchange` a queue that refuses every message (`x-max-length` 0 with `x-overflow: reject-publish`),
+   * so the broker answers each publish routed to it with basic.nack.
+   */
+  async declareRefusingQueue(name: string, exchange: string): Promise<void> {
+    await this.channel.assertQueue(name, { durable: false, arguments: { 'x-max-length': 0, 'x-overflow': 'reject-publish' } });
+    await this.channel.bindQueue(name, exchange, '#');
   }
 
   async deleteQueue(name: string): Promise<void> {
