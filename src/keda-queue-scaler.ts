@@ -14,7 +14,7 @@ import {
   wholeSeconds,
 } from './queue-scaled-hpa';
 import { BacklogMeasure, promqlString, queueBacklogQuery } from './rabbitmq-metrics';
-import { checkDnsSubdomain, checkInteger, checkNonEmpty, checkPositive, invalidProp } from './validation';
+import { checkDnsSubdomain, checkInteger, checkNonEmpty, invalidProp, toQuantity } from './validation';
 import * as keda from '../imports/keda.sh';
 
 const SELF = 'KedaQueueScaler';
@@ -212,9 +212,7 @@ export class KedaQueueScaler extends Construct {
     }
     const name = checkScaledObjectName(props.name ?? targetRef.name);
     const activation = props.activationBacklog ?? KEDA_DEFAULTS.activationBacklog;
-    if (!Number.isFinite(activation) || activation < 0) {
-      invalidProp(SELF, 'activationBacklog', `is ${activation}`, 'Use 0 (wake on the first job) or a positive backlog.');
-    }
+    toQuantity(SELF, 'activationBacklog', activation, 'decimal', { allowZero: true });
     if (activation > backlogPerReplica) {
       invalidProp(
         SELF,
@@ -279,7 +277,7 @@ export class KedaQueueScaler extends Construct {
         metadata: {
           serverAddress,
           query: this.gpuUtilizationQuery(),
-          threshold: String(gpu.targetPercent),
+          threshold: toQuantity(SELF, 'gpuUtilization.targetPercent', gpu.targetPercent, 'decimal'),
           // Never wakes the workload: whether to leave zero is the backlog's decision.
           activationThreshold: '100',
           // No pods, no series: that is 0 % utilization, not an outage.
@@ -421,7 +419,7 @@ export function rabbitmqQueueTrigger(
       'Use the management API (protocol http, a Secret key with http://user:pass@host:15672/), or set `backlog: BacklogMeasure.READY`.',
     );
   }
-  let value = quantityString(inputs.target);
+  let value = toQuantity(self, 'backlogPerReplica', inputs.target, 'decimal');
   if (mode === RabbitmqTriggerMode.MESSAGE_RATE) {
     if (protocol !== RabbitmqProtocol.HTTP) {
       invalidProp(self, 'rabbitmq.mode', 'is MessageRate, which KEDA reads from the management API only', 'Use protocol http.');
@@ -429,7 +427,7 @@ export function rabbitmqQueueTrigger(
     if (trigger.messageRatePerReplica === undefined) {
       invalidProp(self, 'rabbitmq.messageRatePerReplica', 'is unset', 'Give the messages per second one replica handles.');
     }
-    value = quantityString(checkPositive(self, 'rabbitmq.messageRatePerReplica', trigger.messageRatePerReplica));
+    value = toQuantity(self, 'rabbitmq.messageRatePerReplica', trigger.messageRatePerReplica, 'decimal');
     if (options.scalesToZero && !options.hasBacklogTrigger) {
       invalidProp(
         self,
@@ -445,7 +443,7 @@ export function rabbitmqQueueTrigger(
     protocol,
     mode,
     value,
-    activationValue: quantityString(inputs.activation),
+    activationValue: toQuantity(self, 'activationBacklog', inputs.activation, 'decimal', { allowZero: true }),
     queueName: inputs.queue,
     vhostName: inputs.vhost,
   };
@@ -471,8 +469,8 @@ export function prometheusBacklogTrigger(inputs: QueueTriggerInputs, prometheus:
     metadata: {
       serverAddress,
       query: queueBacklogQuery(inputs.queue, inputs.vhost, inputs.backlog),
-      threshold: quantityString(inputs.target),
-      activationThreshold: quantityString(inputs.activation),
+      threshold: toQuantity(self, 'backlogPerReplica', inputs.target, 'decimal'),
+      activationThreshold: toQuantity(self, 'activationBacklog', inputs.activation, 'decimal', { allowZero: true }),
       // An empty result means Prometheus lost the series, not an empty queue: fail (and fall back)
       // instead of reading 0 and scaling working pods to zero.
       ignoreNullValues: 'false',
@@ -516,7 +514,3 @@ export function checkNoLiteralCredentials(construct: string, prop: string, metad
   }
 }
 
-/** A number as KEDA trigger metadata: the scaler parses plain decimal strings. */
-function quantityString(value: number): string {
-  return String(value);
-}

@@ -22,7 +22,15 @@ import {
   queueBacklogQuery,
   RabbitmqQueueLabels,
 } from './rabbitmq-metrics';
-import { checkDnsSubdomain, checkInteger, checkNonEmpty, checkPositive, checkRange, invalidProp } from './validation';
+import {
+  checkDnsSubdomain,
+  checkInteger,
+  checkNonEmpty,
+  checkPositive,
+  checkRange,
+  invalidProp,
+  toQuantity,
+} from './validation';
 import * as k8s from '../imports/k8s';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -306,6 +314,8 @@ export function resolveQueueScaling(construct: string, props: QueueScalingProps,
   const maxReplicas = checkInteger(construct, 'maxReplicas', props.maxReplicas, 1);
   checkRange(construct, 'minReplicas', minReplicas, 'maxReplicas', maxReplicas);
   const backlogPerReplica = checkPositive(construct, 'backlogPerReplica', props.backlogPerReplica ?? WORKER_DEFAULTS.maxBatchSize);
+  // Both backends write it as a quantity: refuse here what neither could write exactly.
+  toQuantity(construct, 'backlogPerReplica', backlogPerReplica, 'decimal');
 
   let gpuUtilization: ResolvedQueueScaling['gpuUtilization'];
   if (props.gpuUtilization) {
@@ -372,11 +382,6 @@ function namespaceOf(target: QueueScalingTarget): string | undefined {
   if (own) return own;
   const apiObject = target.node.findAll().find((c): c is ApiObject => c instanceof ApiObject);
   return apiObject?.metadata.namespace ?? Chart.of(target).namespace;
-}
-
-/** A number as a Kubernetes quantity string: whole numbers as they are, fractions in milli-units. */
-function quantity(value: number): string {
-  return Number.isInteger(value) ? String(value) : `${Math.round(value * 1000)}m`;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -482,6 +487,8 @@ export function gpuUtilizationRule(source: GpuUtilizationSource): AdapterCustomR
 // The HPA backend.
 // ---------------------------------------------------------------------------------------------------------
 
+const SELF = 'QueueScaledHpa';
+
 /** Properties of {@link QueueScaledHpa}. */
 export interface QueueScaledHpaProps extends QueueScalingProps {
   /**
@@ -539,7 +546,7 @@ export class QueueScaledHpa extends Construct {
 
   constructor(scope: Construct, id: string, props: QueueScaledHpaProps) {
     super(scope, id);
-    const self = 'QueueScaledHpa';
+    const self = SELF;
 
     // Validate and resolve defaults.
     this.scaling = resolveQueueScaling(self, props, 1);
@@ -588,7 +595,7 @@ export class QueueScaledHpa extends Construct {
         type: 'External',
         external: {
           metric: { name: metricName, selector: Object.keys(selector).length ? { matchLabels: selector } : undefined },
-          target: { type: 'AverageValue', averageValue: k8s.Quantity.fromString(quantity(this.scaling.backlogPerReplica)) },
+          target: { type: 'AverageValue', averageValue: k8s.Quantity.fromString(toQuantity(SELF, 'backlogPerReplica', this.scaling.backlogPerReplica, 'kubernetes')) },
         },
       },
     ];
@@ -598,7 +605,7 @@ export class QueueScaledHpa extends Construct {
         type: 'Pods',
         pods: {
           metric: { name: gpu.source.customMetricName },
-          target: { type: 'AverageValue', averageValue: k8s.Quantity.fromString(String(gpu.targetPercent)) },
+          target: { type: 'AverageValue', averageValue: k8s.Quantity.fromString(toQuantity(SELF, 'gpuUtilization.targetPercent', gpu.targetPercent, 'kubernetes')) },
         },
       });
     }

@@ -82,3 +82,50 @@ export function checkNonEmpty(construct: string, prop: string, value: string): s
   }
   return value;
 }
+
+/**
+ * How a quantity is written for the object that reads it.
+ * - `kubernetes`: a resource.Quantity in the form the API server stores it, `8` or `2500m`, so that the applied
+ *   manifest and the stored object do not differ (GitOps tools would show that as drift).
+ * - `decimal`: a plain decimal, `2.5`, for KEDA trigger metadata, which KEDA parses as a float (Go's
+ *   strconv.ParseFloat), so a suffix such as `m` would be refused.
+ */
+export type QuantitySyntax = 'kubernetes' | 'decimal';
+
+/**
+ * A scaling target or threshold as a string its reader takes exactly. Kubernetes quantities, and the targets
+ * KEDA hands to its HPA (it truncates them to thousandths), stop at 0.001: anything finer would silently become
+ * another number, and a positive value below 0.001 would become 0, which the API server rejects.
+ *
+ * @param options.allowZero accept 0 (activation thresholds); otherwise the least value is 0.001
+ */
+export function toQuantity(
+  construct: string,
+  prop: string,
+  value: number,
+  syntax: QuantitySyntax,
+  options: { allowZero?: boolean } = {},
+): string {
+  const zero = options.allowZero && value === 0;
+  if (!Number.isFinite(value) || (value < 0.001 && !zero)) {
+    invalidProp(
+      construct,
+      prop,
+      `is ${value}`,
+      options.allowZero
+        ? 'Use 0 or a number of at least 0.001.'
+        : 'Use a number of at least 0.001: quantities count in thousandths, and anything smaller becomes 0, which the API server rejects.',
+    );
+  }
+  const milli = Math.round(value * 1000);
+  if (Math.abs(value * 1000 - milli) > 1e-6 * Math.max(1, milli)) {
+    invalidProp(
+      construct,
+      prop,
+      `is ${value}, finer than a thousandth`,
+      `Use at most 3 decimal places (e.g. ${milli / 1000}): quantities count in thousandths, so the rest would be dropped.`,
+    );
+  }
+  if (syntax === 'decimal') return String(milli / 1000);
+  return milli % 1000 === 0 ? String(milli / 1000) : `${milli}m`;
+}

@@ -227,9 +227,15 @@ describe('KedaQueueScaler: bad input', () => {
     );
   });
 
-  test('activation above the target', () => {
+  test('activation above the target, and values finer than a quantity can carry', () => {
     expectInvalid(() => scaler(testChart(), { activationBacklog: 10, backlogPerReplica: 4 }), /`activationBacklog` \(10\) is above `backlogPerReplica` \(4\)/);
     expectInvalid(() => scaler(testChart(), { activationBacklog: -1 }), /`activationBacklog` is -1/);
+    expectInvalid(() => scaler(testChart(), { activationBacklog: 0.0002 }), /`activationBacklog` is 0\.0002\. Use 0 or a number of at least 0\.001/);
+    // Below a thousandth, KEDA would hand its HPA a target of 0, which the API server rejects.
+    expectInvalid(() => scaler(testChart(), { backlogPerReplica: 0.0004 }), /`backlogPerReplica` is 0\.0004\. Use a number of at least 0\.001/);
+    const chart = testChart();
+    const rate = { connection: managementUrl(chart), mode: RabbitmqTriggerMode.MESSAGE_RATE, messageRatePerReplica: 0.0001 };
+    expectInvalid(() => scaler(chart, { rabbitmq: rate, prometheus: { serverAddress: PROMETHEUS } }), /`rabbitmq.messageRatePerReplica` is 0\.0001/);
   });
 
   test('both backends on one workload', () => {

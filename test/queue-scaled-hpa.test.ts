@@ -3,6 +3,7 @@ import * as kplus from 'cdk8s-plus-27';
 import * as YAML from 'yaml';
 import { DCGM_GPU_UTILIZATION } from '../src/gpu-metrics';
 import { GpuWorkerDeployment, ModelSource } from '../src/gpu-worker-deployment';
+import { KedaQueueScaler } from '../src/keda-queue-scaler';
 import { PrometheusAdapterRules, renderExternalMetricsQuery } from '../src/prometheus-adapter-rules';
 import {
   DEFAULT_SCALE_DOWN,
@@ -14,6 +15,7 @@ import {
   ScalingPolicyType,
 } from '../src/queue-scaled-hpa';
 import { BacklogMeasure, queueBacklogQuery, RabbitmqQueueSeries } from '../src/rabbitmq-metrics';
+import { toQuantity } from '../src/validation';
 import { invalidPropError, only, synthValid, testChart } from './util/manifests';
 
 function workers(chart: Chart, props: Partial<kplus.DeploymentProps> = {}, id = 'Workers'): kplus.Deployment {
@@ -205,6 +207,41 @@ describe('QueueScaledHpa', () => {
     expect(metric.external.target.averageValue).toBe('500m');
   });
 
+  test('a fractional backlog per replica is the same number for the HPA and for KEDA', () => {
+    const chart = testChart();
+    const autoscaler = hpa(chart, { backlogPerReplica: 2.5 });
+    const [metric] = only(synthValid(chart), 'HorizontalPodAutoscaler').spec.metrics;
+    expect(metric.external.target.averageValue).toBe('2500m');
+
+    const kedaChart = testChart();
+    const keda = new KedaQueueScaler(kedaChart, 'Keda', {
+      target: workers(kedaChart),
+      queue: 'ai-generation-jobs',
+      maxReplicas: 40,
+      backlogPerReplica: 2.5,
+      prometheus: { serverAddress: 'http://prometheus-operated.monitoring.svc:9090' },
+    });
+    // KEDA parses its metadata as floats, so it gets the plain decimal of the same number.
+    expect(keda.triggers[0].metadata?.threshold).toBe('2.5');
+    expect(autoscaler.scaling.backlogPerReplica).toBe(keda.scaling.backlogPerReplica);
+  });
+
+  test('toQuantity: canonical quantities for Kubernetes, plain decimals for KEDA, nothing finer than 0.001', () => {
+    expect(toQuantity('X', 'p', 8, 'kubernetes')).toBe('8');
+    expect(toQuantity('X', 'p', 0.001, 'kubernetes')).toBe('1m');
+    expect(toQuantity('X', 'p', 0.007, 'kubernetes')).toBe('7m');
+    expect(toQuantity('X', 'p', 12.25, 'kubernetes')).toBe('12250m');
+    expect(toQuantity('X', 'p', 8, 'decimal')).toBe('8');
+    expect(toQuantity('X', 'p', 0.001, 'decimal')).toBe('0.001');
+    expect(toQuantity('X', 'p', 12.25, 'decimal')).toBe('12.25');
+    expect(toQuantity('X', 'p', 0, 'decimal', { allowZero: true })).toBe('0');
+    expect(invalidPropError(() => toQuantity('X', 'p', 0, 'decimal')).message).toMatch(/`p` is 0\. Use a number of at least 0\.001/);
+    expect(invalidPropError(() => toQuantity('X', 'p', 0.0004, 'kubernetes')).message).toMatch(/`p` is 0\.0004\. Use a number of at least 0\.001/);
+    expect(invalidPropError(() => toQuantity('X', 'p', 2.5004, 'decimal')).message).toMatch(/finer than a thousandth.*e\.g\. 2\.5\)/);
+    expect(invalidPropError(() => toQuantity('X', 'p', -1, 'decimal', { allowZero: true })).message).toMatch(/Use 0 or a number of at least 0\.001/);
+    expect(invalidPropError(() => toQuantity('X', 'p', NaN, 'decimal')).message).toMatch(/`p` is NaN/);
+  });
+
   test('on a GpuWorkerDeployment: target reference, namespace, and no spec.replicas', () => {
     const app = Testing.app();
     const chart = new Chart(app, 'workers', { namespace: 'ai-workers' });
@@ -278,6 +315,9 @@ describe('QueueScaledHpa: bad input', () => {
   test('non-positive backlog per replica', () => {
     expectInvalid(() => hpa(testChart(), { backlogPerReplica: 0 }), /`backlogPerReplica` is 0/);
     expectInvalid(() => hpa(testChart(), { backlogPerReplica: -3 }), /`backlogPerReplica` is -3/);
+    // Positive, but below what a quantity can carry: it would be written as 0, which the API server rejects.
+    expectInvalid(() => hpa(testChart(), { backlogPerReplica: 0.0004 }), /`backlogPerReplica` is 0\.0004\. Use a number of at least 0\.001/);
+    expectInvalid(() => hpa(testChart(), { backlogPerReplica: 1.0005 }), /`backlogPerReplica` is 1\.0005, finer than a thousandth/);
   });
 
   test('GPU utilization target outside 1..100', () => {
