@@ -16,7 +16,7 @@ import * as amqp from 'amqplib';
 import type { ConfirmChannel, ConsumeMessage, MessageProperties, Options } from 'amqplib';
 import { redactUrl, WorkerConfig } from './config';
 import { JobOutcome, MessageType, WorkerEnv } from './contract';
-import { JobRejection } from './errors';
+import { JobRejection, JobWithdrawn } from './errors';
 import { jobLogger, Logger } from './logger';
 import { JobOutcomeName, WorkerMetricsRegistry } from './metrics';
 import { assertTopology, TopologyMismatchError } from './topology';
@@ -31,6 +31,11 @@ export interface JobHandler<Job> {
   run(job: Job, context: JobContext): Promise<object>;
   /** The body of an `AIGenerationJobFailed` result for `error`; `jobId` is undefined when none could be read. */
   failed(jobId: string | undefined, error: unknown, context: JobContext, options?: { code?: string; retryable?: boolean }): object;
+  /**
+   * At shutdown: makes every job not yet started reject with {@link JobWithdrawn} (and every later run() too), so
+   * the consumer can hand it back at once. Returns how many were withdrawn. Without it, every received job runs.
+   */
+  withdrawWaiting?(): number;
 }
 
 /** Facts about one delivery that results report. */
@@ -76,7 +81,7 @@ export const DEFAULT_RECONNECT: ReconnectTuning = { initialDelayMs: 200, maxDela
  * How a delivery is settled. Failures use basic.reject, which every RabbitMQ version counts in the quorum queue's
  * delivery count (from 4.3, basic.nack with requeue no longer does, so a job that always fails would never reach
  * the delivery limit). `release` uses basic.nack: back to the queue, not counted as a failure where the broker
- * tells the two apart.
+ * tells the two apart; it is for jobs handed back unstarted at shutdown.
  */
 type SettleAction = 'ack' | 'dead-letter' | 'requeue' | 'release';
 
@@ -182,8 +187,9 @@ export class JobConsumer<Job> {
   }
 
   /**
-   * Stops taking jobs at once (basic.cancel), waits up to `timeoutMs` for the jobs in flight to be settled, then
-   * closes the connection. Resolves with the ids of jobs left unfinished; the broker redelivers them.
+   * Stops taking jobs at once (basic.cancel), hands back the jobs that have not started on the model, waits up to
+   * `timeoutMs` for the started ones to be settled, then closes the connection. Resolves with the ids of jobs left
+   * unfinished; the broker redelivers them.
    */
   async stop(timeoutMs: number): Promise<{ unfinished: string[] }> {
     this.stopping = true;
@@ -198,9 +204,11 @@ export class JobConsumer<Job> {
       await Promise.race([cancelled, sleep(timeoutMs)]);
     }
 
-    // Shortcoming: every delivery counts as in flight, including prefetched jobs still waiting for a batch slot.
-    // They are run rather than handed back at once, so with a large PREFETCH and long jobs the deadline can expire
-    // on jobs that never started; the broker redelivers them, later than it could have.
+    // Prefetched jobs still waiting for the model go back to the queue now (basic.nack, see release()), for
+    // another worker to start at once, rather than running here one after another past the deadline.
+    const withdrawn = this.options.handler.withdrawWaiting?.() ?? 0;
+    if (withdrawn > 0) this.options.logger.info({ withdrawn }, 'handing back jobs that had not started');
+
     const drained = await this.waitForIdle(Math.max(0, deadline - Date.now()));
     const unfinished = drained ? [] : [...this.inFlight].map((d) => d.jobId ?? d.message.properties.messageId ?? '(unknown)');
     await this.close();
@@ -291,11 +299,18 @@ export class JobConsumer<Job> {
     const log = jobLogger(logger, delivery.jobId, { deliveryCount: context.deliveryCount });
     log.debug({ bytes: message.content.length }, 'job received');
 
+    // A job that arrives while the worker shuts down was never started: hand it back like the waiting ones.
+    if (this.stopping) {
+      await this.release(delivery, log);
+      return;
+    }
+
     let completed: object;
     try {
       completed = await handler.run(job, context);
     } catch (err) {
-      if (err instanceof JobRejection) await this.reject(delivery, err.withJobId(delivery.jobId));
+      if (err instanceof JobWithdrawn) await this.release(delivery, log);
+      else if (err instanceof JobRejection) await this.reject(delivery, err.withJobId(delivery.jobId));
       else await this.retryOrGiveUp(delivery, err as Error, log);
       return;
     }
@@ -320,6 +335,14 @@ export class JobConsumer<Job> {
     if (await this.settle(delivery, log, { type: MessageType.jobFailed, body }, 'dead-letter', JobOutcome.rejected)) {
       log.warn({ code: rejection.code, reason: rejection.reason }, 'job rejected and dead-lettered');
     }
+  }
+
+  /**
+   * Shutdown, job not started: back to the queue with basic.nack, which RabbitMQ >= 4.3 does not count as a failed
+   * attempt (older versions count every return). Not a finished job, so no outcome is counted.
+   */
+  private async release(delivery: Delivery, log: Logger): Promise<void> {
+    if (await this.settle(delivery, log, undefined, 'release', undefined)) log.info('job handed back unstarted for another worker');
   }
 
   /** Inference failed: back to the queue while deliveries remain, then a failed result and dead-letter. */
@@ -356,7 +379,7 @@ export class JobConsumer<Job> {
     log: Logger,
     result: { type: string; body: object } | undefined,
     action: SettleAction,
-    outcome: JobOutcomeName,
+    outcome: JobOutcomeName | undefined,
   ): Promise<boolean> {
     const { session, message } = delivery;
 
@@ -397,7 +420,7 @@ export class JobConsumer<Job> {
       log.warn({ err: (err as Error).message }, 'could not settle the job; the broker will redeliver it');
       return false;
     }
-    this.options.metrics.jobFinished(outcome, secondsSince(delivery.context.receivedAt));
+    if (outcome !== undefined) this.options.metrics.jobFinished(outcome, secondsSince(delivery.context.receivedAt));
     return true;
   }
 

@@ -48,6 +48,17 @@ export class JobRejection extends Error {
   }
 }
 
+/**
+ * The job was handed back before it started on the model, because the worker is shutting down. Not a failure of
+ * the job: the consumer returns the message to the queue without counting an attempt, for another worker to run.
+ */
+export class JobWithdrawn extends Error {
+  constructor() {
+    super('the worker is shutting down; the job was handed back before it started');
+    this.name = 'JobWithdrawn';
+  }
+}
+
 /** True when another delivery of the same job might succeed. */
 export function isRetryable(error: unknown): boolean {
   return !(error instanceof JobRejection);

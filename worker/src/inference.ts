@@ -6,10 +6,15 @@
  * `maxBatchWaitMs`. Its inputs are stacked along axis 0, the model runs once, and each job gets its own rows
  * of every output back. One model call runs at a time: while it runs, the next batch fills up, which is what
  * keeps an accelerator busy on large batches under load and answers fast when idle.
+ *
+ * Generation jobs run one at a time, in arrival order; the steps of the running one take turns on the model with
+ * the batches. Running them one after another rather than all at once finishes the first ones sooner, costs no
+ * throughput (they are not batched with each other either way), and leaves the waiting ones unstarted, so that
+ * a shutdown can hand them back ({@link InferenceEngine.withdrawWaiting}) instead of running them all.
  */
 import { performance } from 'perf_hooks';
 import { Tensor } from 'onnxruntime-node';
-import { JobRejection } from './errors';
+import { JobRejection, JobWithdrawn } from './errors';
 import { DecoderSpec, GENERATED_IDS_OUTPUT, decoderSpec, generate } from './generation';
 import type { Job, JobResult } from './messages';
 import type { LoadedModel, TensorSpec } from './model';
@@ -49,17 +54,26 @@ interface Pending {
   readonly reject: (error: unknown) => void;
 }
 
+interface PendingGeneration {
+  readonly job: Job;
+  readonly resolve: (result: JobResult) => void;
+  readonly reject: (error: unknown) => void;
+}
+
 /** Runs jobs on one loaded model. Create one per process, after {@link loadModel}. */
 export class InferenceEngine {
   /** How the model drives generation jobs, or why it cannot. */
   readonly decoder: DecoderSpec | string;
 
   private readonly groups = new Map<string, Pending[]>();
+  private readonly generations: PendingGeneration[] = [];
+  private generationRunning = false;
   private readonly active = new Set<Promise<unknown>>();
   private modelLock: Promise<unknown> = Promise.resolve();
   private pumping = false;
   private timer?: NodeJS.Timeout;
   private closing = false;
+  private withdrawing = false;
   private unbatchableKeys = 0;
 
   constructor(
@@ -87,17 +101,34 @@ export class InferenceEngine {
    * the model, and with any other error when the model call failed (worth retrying).
    */
   run(job: Job): Promise<JobResult> {
+    if (this.withdrawing) return Promise.reject(new JobWithdrawn());
     if (this.closing) return Promise.reject(new Error('the inference engine is shutting down; the job was not started'));
     try {
       this.validate(job);
     } catch (error) {
       return Promise.reject(error);
     }
-    const result = job.kind === 'generation' ? this.runGeneration(job) : this.enqueue(job);
+    const result = job.kind === 'generation' ? this.enqueueGeneration(job) : this.enqueue(job);
     this.active.add(result);
     const forget = () => this.active.delete(result);
     result.then(forget, forget);
     return result;
+  }
+
+  /**
+   * For shutdown: rejects with {@link JobWithdrawn} every job that has not started on the model (single-pass jobs
+   * waiting for a batch, generation jobs waiting for their turn), and every job run() is given from now on. Jobs
+   * already running are not touched and finish as usual. Returns how many jobs were withdrawn.
+   */
+  withdrawWaiting(): number {
+    this.withdrawing = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const waiting: Array<{ reject: (error: unknown) => void }> = [...this.generations.splice(0)];
+    for (const group of this.groups.values()) waiting.push(...group);
+    this.groups.clear();
+    for (const pending of waiting) pending.reject(new JobWithdrawn());
+    return waiting.length;
   }
 
   /** Runs every queued job without waiting for batches to fill, waits for all of them, then frees the model. */
@@ -305,8 +336,29 @@ export class InferenceEngine {
 
   // --- generation jobs ------------------------------------------------------------------------------------
 
-  // Known shortcoming: generation jobs are not batched with each other, so concurrent generations cost one
-  // model call per token each; under a generation-heavy load the accelerator runs batches of one.
+  private enqueueGeneration(job: Job): Promise<JobResult> {
+    return new Promise<JobResult>((resolve, reject) => {
+      this.generations.push({ job, resolve, reject });
+      this.startNextGeneration();
+    });
+  }
+
+  /** Starts the oldest waiting generation job unless one is running. */
+  private startNextGeneration(): void {
+    if (this.generationRunning) return;
+    const next = this.generations.shift();
+    if (!next) return;
+    this.generationRunning = true;
+    this.runGeneration(next.job)
+      .then(next.resolve, next.reject)
+      .finally(() => {
+        this.generationRunning = false;
+        this.startNextGeneration();
+      });
+  }
+
+  // Known shortcoming: generation jobs are not batched with each other (and run one at a time), so each token
+  // costs a model call of one row; under a generation-heavy load the accelerator runs batches of one.
   private async runGeneration(job: Job): Promise<JobResult> {
     const decoder = this.decoder as DecoderSpec;
     const prompt = job.inputs.get(decoder.idsInput)!.data as BigInt64Array;

@@ -131,6 +131,7 @@ function jobHandler(config: WorkerConfig, engine: InferenceEngine): JobHandler<J
       return jobCompleted(job, result, context.workerId, Date.now() - context.receivedAt);
     },
     failed: (jobId, error, context, options) => jobFailed(jobId, error, context.workerId, options),
+    withdrawWaiting: () => engine.withdrawWaiting(),
   };
 }
 
@@ -154,7 +155,7 @@ function installSignalHandlers(
     state.shuttingDown = true;
     logger.info(
       { signal, inFlight: consumer.inFlightCount, timeoutMs: config.shutdownTimeoutMs },
-      'shutting down: finishing jobs in flight',
+      'shutting down: finishing started jobs, handing back the rest',
     );
 
     void consumer.stop(config.shutdownTimeoutMs).then(async ({ unfinished }) => {

@@ -1,6 +1,6 @@
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { OCR_DETECTION_MODEL, ensureTestModels } from '../scripts/build-test-models';
-import { JobRejection } from '../src/errors';
+import { JobRejection, JobWithdrawn } from '../src/errors';
 import { InferenceEngine, InferenceEngineOptions, ModelCall } from '../src/inference';
 import { AIGenerationJobRequested, BINARY_JOB_HEADER, Job, JobResult, parseJob } from '../src/messages';
 import { LoadedModel, loadModel } from '../src/model';
@@ -275,5 +275,31 @@ describe('shutdown', () => {
     await engine.close();
     await expect(queued).resolves.toMatchObject({ batchSize: 1 });
     await expect(engine.run(mlpJob('late', [[1, 2, 3, 4]]))).rejects.toThrow('shutting down');
+  });
+
+  test('withdrawWaiting() hands back jobs waiting for a batch, and every later job, without a model call', async () => {
+    const { engine, calls } = await engineFor(models.mlp, { maxBatchWaitMs: 60_000 });
+    const waiting = [engine.run(mlpJob('w1', [[1, 2, 3, 4]])), engine.run(mlpJob('w2', [[5, 6, 7, 8]]))];
+    expect(engine.withdrawWaiting()).toBe(2);
+    for (const job of waiting) await expect(job).rejects.toBeInstanceOf(JobWithdrawn);
+    await expect(engine.run(mlpJob('late', [[1, 2, 3, 4]]))).rejects.toBeInstanceOf(JobWithdrawn);
+    await engine.close();
+    expect(calls).toHaveLength(0);
+  });
+
+  test('generation jobs run one at a time; withdrawWaiting() leaves the running one to finish and hands back the rest', async () => {
+    const { engine, calls } = await engineFor(models.decoder);
+    const generation = (jobId: string) =>
+      jsonJob({ jobId, kind: 'generation', inputs: [{ name: 'input_ids', datatype: 'INT64', shape: [1, 2], data: [1, 2] }], generation: { maxNewTokens: 8 } });
+    const running = engine.run(generation('first'));
+    const waiting = [engine.run(generation('second')), engine.run(generation('third'))];
+
+    expect(engine.withdrawWaiting()).toBe(2);
+    for (const job of waiting) await expect(job).rejects.toBeInstanceOf(JobWithdrawn);
+    const first = await running;
+    expect(first.generation?.newTokens).toBe(8);
+    // Eight steps of the first job, none of the others.
+    expect(calls.filter((c) => c.kind === 'generation')).toHaveLength(8);
+    await engine.close();
   });
 });

@@ -168,31 +168,45 @@ describe('crashes and shutdowns mid-job', () => {
     await expectQueueEmpty(t);
   });
 
-  test('SIGTERM mid-job: no new job is taken, the jobs in flight finish and are acked, exit 0', async () => {
+  test('SIGTERM with jobs prefetched: the started job finishes and is acked, the unstarted ones go back at once, exit 0', async () => {
     const t = topology('sigterm');
-    const worker = await start(t, `${t.jobQueue}-draining`);
+    const SHUTDOWN_TIMEOUT_MS = 30_000;
+    const worker = await start(t, `${t.jobQueue}-draining`, {
+      [WorkerEnv.PREFETCH]: '5',
+      [WorkerEnv.SHUTDOWN_TIMEOUT_MS]: String(SHUTDOWN_TIMEOUT_MS),
+    });
     await worker.waitUntilReady();
     const results = await broker.collectResults(t.resultsExchange);
 
-    await publishJobs(t, [generationJob('in-flight-1', LONG), generationJob('in-flight-2', LONG)]);
-    await worker.waitForLog(received('in-flight-1'));
-    await worker.waitForLog(received('in-flight-2'));
+    // Generation jobs run one at a time: the first starts, the other four wait in the worker's prefetch.
+    const jobIds = Array.from({ length: 5 }, (_, i) => `prefetched-${i}`);
+    await publishJobs(t, jobIds.map((id) => generationJob(id, LONG)));
+    for (const id of jobIds) await worker.waitForLog(received(id));
+    const started = String(worker.logs.find((l) => l.msg === 'job received')?.jobId);
 
+    const signalledAt = Date.now();
     worker.process.kill('SIGTERM');
     const cancelled = await worker.waitForLog((l) => l.msg === 'consumer cancelled; no new jobs will arrive');
-    expect(cancelled.inFlight).toBe(2);
-    expect(results.all).toHaveLength(0);
+    expect(cancelled.inFlight).toBe(5);
+    expect((await worker.waitForLog((l) => l.msg === 'handing back jobs that had not started')).withdrawn).toBe(4);
     await publishJobs(t, [generationJob('after-sigterm', 4)]);
 
     expect((await worker.exited).code).toBe(0);
-    expectAllCompleted(results, ['in-flight-1', 'in-flight-2']);
+    // One job's run, not five, stood between the signal and the exit.
+    expect(Date.now() - signalledAt).toBeLessThan(SHUTDOWN_TIMEOUT_MS / 2);
+    expect(results.all.map((r) => [r.body.jobId, r.type])).toEqual([[started, MessageType.jobCompleted]]);
+    const handedBack = worker.logs.filter((l) => l.msg === 'job handed back unstarted for another worker').map((l) => l.jobId);
+    expect(handedBack.sort()).toEqual(jobIds.filter((id) => id !== started).sort());
     expect(worker.logs.some(received('after-sigterm'))).toBe(false);
     expect(worker.logs.some((l) => l.msg === 'shut down cleanly')).toBe(true);
 
-    // Both acked (nothing unacked came back), and the job sent after SIGTERM still waits for a worker.
-    expect(await broker.depth(t.jobQueue)).toEqual({ messages: 1, consumers: 0 });
+    // The started job was acked; the four handed back and the one sent after SIGTERM wait for a worker.
+    expect(await broker.depth(t.jobQueue)).toEqual({ messages: 5, consumers: 0 });
     const next = await start(t, `${t.jobQueue}-next`);
-    await results.waitForJobs(['after-sigterm']);
+    const rest = [...handedBack.map(String), 'after-sigterm'];
+    await results.waitForJobs(rest);
+    expectAllCompleted(results, [...jobIds, 'after-sigterm']);
+    for (const id of rest) expect(results.one(id).body.workerId).toBe(`${t.jobQueue}-next`);
     expect((await next.stop()).code).toBe(0);
     await expectQueueEmpty(t);
   });
