@@ -97,6 +97,10 @@ describe('loadModel', () => {
 
   test('auto on a machine that looks like a GPU host but cannot create a CUDA session falls back to CPU', async () => {
     // The fake says CUDA is present; onnxruntime then fails to load its (absent) CUDA provider library.
+    // Expected noise: onnxruntime prints a red "Failed to load library libonnxruntime_providers_shared.so" line
+    // for each attempt. It comes from onnxruntime's process-wide logger, which a session's logSeverityLevel does
+    // not reach; the only switch, env.logLevel, is read once per process and would hide real errors of every test
+    // that shares the jest worker. So it stays.
     const model = await loadModel(models.mlp, 'auto', { environment: gpuMachine });
     expect(model.provider).toBe('cpu');
     expect(model.providerReason).toMatch(/^EXECUTION_PROVIDER is auto; CUDA looked present but failed \(.+\), so running on CPU$/);
