@@ -8,6 +8,7 @@ import { PrometheusAdapterRules, renderExternalMetricsQuery } from '../src/prome
 import {
   DEFAULT_SCALE_DOWN,
   DEFAULT_SCALE_UP,
+  HpaScalingRulesJson,
   QueueScaledHpa,
   QueueScaledHpaProps,
   queueBacklogExternalMetric,
@@ -33,6 +34,28 @@ function hpa(chart: Chart, props: Partial<QueueScaledHpaProps> = {}, id = 'Autos
     maxReplicas: 40,
     ...props,
   });
+}
+
+/**
+ * Replica counts after the backlog drops to nothing, as the HPA controller removes them: nothing for the
+ * stabilization window, then a step at its end and one per policy period after it (the controller syncs every
+ * 15 s, so each real step can come up to 15 s later), each bounded by the policies as the controller's
+ * calculateScaleDownLimitWithBehaviors computes them (Pods: start - value; Percent: int32(start × (1 - value/100));
+ * selectPolicy Max takes the larger change). Equal periods only, which is what the defaults use.
+ */
+function drain(from: number, minReplicas: number, rules: HpaScalingRulesJson): { replicas: number[]; minutes: number } {
+  const period = rules.policies[0].periodSeconds;
+  expect(rules.policies.every((p) => p.periodSeconds === period)).toBe(true);
+  expect(rules.selectPolicy).toBe('Max');
+  const replicas = [from];
+  let current = from;
+  while (current > minReplicas) {
+    const proposals = rules.policies.map((p) => (p.type === 'Pods' ? current - p.value : Math.trunc(current * (1 - p.value / 100))));
+    current = Math.max(minReplicas, Math.min(...proposals));
+    replicas.push(current);
+  }
+  const steps = replicas.length - 1;
+  return { replicas, minutes: (rules.stabilizationWindowSeconds + (steps - 1) * period) / 60 };
 }
 
 function adapterConfig(manifests: any[]): any {
@@ -114,6 +137,11 @@ describe('QueueScaledHpa', () => {
     expect(metric.rule.seriesQuery).toBe('rabbitmq_detailed_queue_messages{vhost="tenant-a"}');
     expect(metric.query).toBe(queueBacklogQuery('jobs', 'tenant-a'));
 
+    // The hash is added only when slugging changed the vhost (as docs/scaling.md says).
+    expect(queueBacklogExternalMetric('q', 'jobs').metricName).toBe('rabbitmq_queue_backlog_vhost_jobs');
+    expect(queueBacklogExternalMetric('q', 'tenant_a').metricName).toBe('rabbitmq_queue_backlog_vhost_tenant_a');
+    expect(queueBacklogExternalMetric('q', '/jobs').metricName).toMatch(/^rabbitmq_queue_backlog_vhost__jobs_[0-9a-f]{8}$/);
+
     // "/" and "tenant/a" must not collapse into one metric name.
     expect(queueBacklogExternalMetric('jobs', 'tenant/a').metricName).not.toBe(queueBacklogExternalMetric('jobs', 'tenant_a').metricName);
   });
@@ -152,11 +180,32 @@ describe('QueueScaledHpa', () => {
       scaleDown: {
         stabilizationWindowSeconds: 600,
         selectPolicy: 'Max',
-        policies: [{ type: 'Percent', value: 25, periodSeconds: 120 }],
+        policies: [
+          { type: 'Percent', value: 25, periodSeconds: 120 },
+          { type: 'Pods', value: 2, periodSeconds: 120 },
+        ],
       },
     });
     expect(DEFAULT_SCALE_UP.stabilizationWindow.toSeconds()).toBe(0);
     expect(DEFAULT_SCALE_DOWN.stabilizationWindow.toSeconds()).toBe(600);
+  });
+
+  test('behavior: a drained queue releases 40 GPUs in 26 minutes, the tail 2 pods at a time', () => {
+    const chart = testChart();
+    hpa(chart);
+    const scaleDown: HpaScalingRulesJson = only(synthValid(chart), 'HorizontalPodAutoscaler').spec.behavior.scaleDown;
+    const defaults = drain(40, 1, scaleDown);
+    expect(defaults.replicas).toEqual([40, 30, 22, 16, 12, 9, 6, 4, 2, 1]);
+    expect(defaults.minutes).toBe(26);
+
+    // A percentage alone is truncated and shrinks a small fleet one pod per period.
+    const percentOnly = drain(40, 1, { ...scaleDown, policies: [scaleDown.policies[0]] });
+    expect(percentOnly.replicas).toEqual([40, 30, 22, 16, 12, 9, 6, 4, 3, 2, 1]);
+    expect(percentOnly.minutes).toBe(28);
+
+    // The 2-pod policy only matters at 4 workers or fewer.
+    expect(drain(8, 1, scaleDown).replicas).toEqual([8, 6, 4, 2, 1]);
+    expect(drain(8, 1, { ...scaleDown, policies: [scaleDown.policies[0]] }).replicas).toEqual([8, 6, 4, 3, 2, 1]);
   });
 
   test('behavior: every field can be overridden, the rest keep their defaults', () => {
