@@ -492,6 +492,9 @@ export class GpuWorkerDeployment extends Construct implements kplus.IScalable {
   /** Longest job, as given. */
   public readonly maxJobDuration: Duration;
 
+  /** Longest a worker pod may take to become ready: the startup probe's window. */
+  public readonly startupTimeout: Duration;
+
   /** The pods' termination grace period: `maxJobDuration` + `shutdownMargin`. */
   public readonly terminationGracePeriod: Duration;
 
@@ -515,6 +518,7 @@ export class GpuWorkerDeployment extends Construct implements kplus.IScalable {
     this.maxBatchSize = batching.maxBatchSize;
     this.maxJobDuration = props.maxJobDuration;
     this.terminationGracePeriod = timing.gracePeriod;
+    this.startupTimeout = Duration.millis(timing.startupMs);
     this.gpu = pod.gpu;
     this.fixedReplicas = pod.fixedReplicas;
 

@@ -1,6 +1,6 @@
 import { Construct } from 'constructs';
 import { GpuWorkerDeployment, GpuWorkerDeploymentProps } from './gpu-worker-deployment';
-import { KedaQueueScaler, KedaQueueScalerProps } from './keda-queue-scaler';
+import { KEDA_DEFAULTS, KedaQueueScaler, KedaQueueScalerProps } from './keda-queue-scaler';
 import { PrometheusAdapterRules } from './prometheus-adapter-rules';
 import { GpuUtilizationMetric, QueueScaledHpa, QueueScalingProps, ScalingRules } from './queue-scaled-hpa';
 import { MAX_MONITORING_NAME, QueueWorkerMonitoring, QueueWorkerMonitoringProps } from './queue-worker-monitoring';
@@ -11,7 +11,7 @@ const CONSTRUCT = 'QueueProcessingGpuService';
 
 /** Where and how the monitoring objects of a {@link QueueProcessingGpuService} are created. */
 export interface QueueProcessingMonitoringOptions
-  extends Omit<QueueWorkerMonitoringProps, 'workers' | 'vhost' | 'autoscalerName'> {
+  extends Omit<QueueWorkerMonitoringProps, 'workers' | 'vhost' | 'autoscalerName' | 'activationBacklog'> {
   /**
    * Scope of the monitoring objects, usually a chart in the namespace Prometheus runs in (`monitoring`), so that
    * they sit next to the Prometheus that selects them.
@@ -161,15 +161,18 @@ export class QueueProcessingGpuService extends Construct {
     if (props.monitoring !== false) {
       const { scope: monitoringScope, ...options } = props.monitoring ?? {};
       // In another scope (a monitoring chart), the id comes from this construct's path so that two services never
-      // collide there, and the objects are named after the workers when the name leaves room for the suffixes.
+      // collide there. The objects are named after the workers, in any scope, when the name leaves room for the
+      // suffixes; only a longer worker name falls back to a path-derived one.
       const monitoringId = monitoringScope ? `${this.node.path.replace(/\//g, '-')}-Monitoring` : 'Monitoring';
       const workerName = this.workers.name.length <= MAX_MONITORING_NAME ? this.workers.name : undefined;
       this.monitoring = new QueueWorkerMonitoring(monitoringScope ?? this, monitoringId, {
         ...options,
-        name: options.name ?? (monitoringScope ? workerName : undefined),
+        name: options.name ?? workerName,
         workers: this.workers,
         vhost,
         autoscalerName: this.autoscalerName,
+        // KEDA keeps zero workers up to its activation backlog; the no-consumer alert must not page for that.
+        activationBacklog: props.keda ? props.keda.activationBacklog ?? KEDA_DEFAULTS.activationBacklog : 0,
       });
     }
   }

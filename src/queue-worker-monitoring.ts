@@ -76,6 +76,12 @@ export interface MonitoredQueueWorkers {
 
   /** Queue rejected jobs are dead-lettered to. */
   readonly deadLetterQueue: string;
+
+  /**
+   * Longest a new worker pod may take from start to ready (image pull aside: model load, broker connection).
+   * @default - 10 minutes, GpuWorkerDeployment's default
+   */
+  readonly startupTimeout?: Duration;
 }
 
 /** Thresholds of the alerts. */
@@ -94,6 +100,16 @@ export interface QueueWorkerAlertThresholds {
    * @default Duration.minutes(15)
    */
   readonly unschedulableFor?: Duration;
+
+  /**
+   * How long jobs may wait with no consumer on the queue before {@link QueueWorkerAlertNames.noConsumers} pages.
+   * With scale-to-zero, a consumer appears only after a whole cold start: a GPU node joins (the time
+   * `unschedulableFor` allows for that, with its own alert) and the pod starts and loads the model (the workers'
+   * `startupTimeout`). The default waits for both, so a normal scale-up from zero never pages; a shorter value
+   * suits workers that always keep one replica warm.
+   * @default - `unschedulableFor` + the workers' `startupTimeout` (15 + 10 = 25 minutes with the defaults)
+   */
+  readonly noConsumersFor?: Duration;
 
   /**
    * How long the autoscaler may sit at its maximum while jobs wait.
@@ -123,6 +139,13 @@ export interface QueueWorkerAlertOptions extends QueueWorkerAlertThresholds {
    * @default - no "autoscaler at max replicas" alert
    */
   readonly autoscalerName?: string;
+
+  /**
+   * Backlog up to which the autoscaler may keep zero workers (KEDA's `activationBacklog`). Jobs waiting with no
+   * consumer are only alerted on above it.
+   * @default 0
+   */
+  readonly activationBacklog?: number;
 }
 
 /**
@@ -138,6 +161,12 @@ export function queueWorkerAlerts(options: QueueWorkerAlertOptions): QueueWorker
   const growingFor = options.backlogGrowingFor ?? Duration.minutes(15);
   const unschedulableFor = options.unschedulableFor ?? Duration.minutes(15);
   const atMaxFor = options.atMaxReplicasFor ?? Duration.minutes(15);
+  const noConsumersFor = options.noConsumersFor ?? Duration.millis(unschedulableFor.toMilliseconds()
+    + (workers.startupTimeout ?? Duration.minutes(10)).toMilliseconds({ integral: false }));
+  const activation = options.activationBacklog ?? 0;
+  if (!Number.isFinite(activation) || activation < 0) {
+    invalidProp(CONSTRUCT, 'activationBacklog', `is ${activation}`, 'Use 0 or the autoscaler\'s activation backlog.');
+  }
   const failureRatio = checkPositive(CONSTRUCT, 'failureRatio', options.failureRatio ?? 0.05);
   if (failureRatio >= 1) {
     invalidProp(CONSTRUCT, 'failureRatio', `is ${failureRatio}`, 'Give a share between 0 and 1, e.g. 0.05 for 5%.');
@@ -168,14 +197,16 @@ export function queueWorkerAlerts(options: QueueWorkerAlertOptions): QueueWorker
     },
     {
       alert: QueueWorkerAlertNames.noConsumers,
-      expr: `(${ready} > 0) and on (${groupBy}) `
+      // Only above the activation backlog: below it, zero workers is what the autoscaler is asked for. With no
+      // consumer nothing is unacknowledged, so the ready count is the backlog KEDA compares.
+      expr: `(${ready} > ${activation}) and on (${groupBy}) `
         + `(max by (${groupBy}) (${RabbitmqQueueSeries.consumers}{${inQueue}}) == 0)`,
-      for: Duration.minutes(10),
+      for: noConsumersFor,
       severity: 'critical',
       summary: `Jobs wait in ${where} and no worker consumes it.`,
-      description: 'No consumer has been attached for 10 minutes while jobs wait. '
-        + `Check the ${namespace}/${workers.name} pods`
-        + ' (crash loops, broker credentials, readiness) and, with scale-to-zero, the KEDA operator.',
+      description: `No consumer has been attached for ${minutes(noConsumersFor)} while jobs wait, longer than a `
+        + `cold start takes. Check the ${namespace}/${workers.name} pods`
+        + ' (pending, crash loops, broker credentials, readiness) and, with scale-to-zero, the KEDA operator.',
     },
     {
       alert: QueueWorkerAlertNames.podsUnschedulable,
@@ -297,6 +328,13 @@ export interface QueueWorkerMonitoringProps extends QueueWorkerAlertThresholds {
    * @default - that alert is left out
    */
   readonly autoscalerName?: string;
+
+  /**
+   * Backlog up to which the autoscaler may keep zero workers (KEDA's `activationBacklog`). Jobs waiting with no
+   * consumer are only alerted on above it.
+   * @default 0
+   */
+  readonly activationBacklog?: number;
 
   /**
    * Prefix of the names of the ServiceMonitor (`<name>-rabbitmq`), PodMonitor (`<name>-workers`) and

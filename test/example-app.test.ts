@@ -109,6 +109,34 @@ describe('example app', () => {
     expect(atMax.expr).toContain(`horizontalpodautoscaler="${hpa.metadata.name}"`);
   });
 
+  test('the OCR HPA scales on the backlog and on GPU utilization, both served by the adapter', () => {
+    const hpa = only(workers, 'HorizontalPodAutoscaler');
+    expect(hpa.spec.metrics.map((m: any) => m.type)).toEqual(['External', 'Pods']);
+    const gpu = hpa.spec.metrics[1].pods;
+    expect(gpu.metric.name).toBe('dcgm_gpu_utilization');
+    expect(gpu.target.type).toBe('AverageValue');
+    const adapterConfig = only(monitoring, 'ConfigMap', 'prometheus-adapter-rules').data['config.yaml'];
+    expect(adapterConfig).toContain('DCGM_FI_DEV_GPU_UTIL');
+    expect(adapterConfig).toContain(`as: ${gpu.metric.name}`);
+  });
+
+  test('one Kubernetes version, the imports\' 1.27, for Pod Security and the Cluster Autoscaler', () => {
+    const namespace = only(cluster, 'Namespace', 'ai-workers');
+    expect(namespace.metadata.labels!['pod-security.kubernetes.io/enforce-version']).toBe('v1.27');
+    const autoscaler = only(charts.get('gpu-infrastructure')!, 'Deployment', 'cluster-autoscaler');
+    expect(autoscaler.spec.template.spec.containers[0].image).toMatch(/\/cluster-autoscaler:v1\.27\.\d+$/);
+  });
+
+  test('the KEDA service\'s monitoring objects are named after its workers, not its construct path', () => {
+    const keda = charts.get('ai-workers-keda')!;
+    const deployment = only(keda, 'Deployment');
+    const names = keda.filter((m) => ['PodMonitor', 'ServiceMonitor', 'PrometheusRule'].includes(m.kind))
+      .map((m) => m.metadata.name).sort();
+    expect(names.length).toBeGreaterThan(0);
+    for (const name of names) expect(name).toMatch(new RegExp(`^${deployment.metadata.name}(-|$)`));
+    expect(JSON.stringify(names)).not.toMatch(/monitoring-[0-9a-f]{8}/);
+  });
+
   test('the workers\' PriorityClass is part of the app', () => {
     const deployment = only(workers, 'Deployment', 'ocr-workers');
     const className = deployment.spec.template.spec.priorityClassName;

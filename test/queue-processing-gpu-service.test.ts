@@ -103,6 +103,28 @@ describe('QueueProcessingGpuService', () => {
     expect(only(inMonitoring, 'PodMonitor').spec.namespaceSelector).toEqual({ matchNames: ['ai-workers'] });
   });
 
+  test('monitoring in the service\'s own scope is named after the workers too, not after the construct path', () => {
+    const chart = testChart();
+    service(chart, { keda: { rabbitmq: { connection: { secret: kplus.Secret.fromSecretName(chart, 'Mgmt', 'rabbitmq-management'), key: 'url' } } } });
+    const manifests = synthValid(chart);
+    expect(only(manifests, 'PodMonitor').metadata.name).toBe('ocr-workers-workers');
+    expect(only(manifests, 'ServiceMonitor').metadata.name).toBe('ocr-workers-rabbitmq');
+    expect(only(manifests, 'PrometheusRule').metadata.name).toBe('ocr-workers');
+  });
+
+  test('with keda, the no-consumers alert waits for backlog above the activation backlog', () => {
+    const chart = testChart();
+    const svc = service(chart, {
+      keda: {
+        activationBacklog: 3,
+        rabbitmq: { connection: { secret: kplus.Secret.fromSecretName(chart, 'Mgmt', 'rabbitmq-management'), key: 'url' } },
+      },
+    });
+    const noConsumers = svc.monitoring!.alerts.find((a) => a.alert === QueueWorkerAlertNames.noConsumers)!;
+    expect(noConsumers.expr).toMatch(/ > 3\) and on/);
+    expect(noConsumers.for.toMinutes()).toBe(25);
+  });
+
   test('two services can share one monitoring chart', () => {
     const app = new App();
     const monitoringChart = new Chart(app, 'monitoring', { namespace: 'monitoring' });

@@ -138,6 +138,24 @@ describe('QueueWorkerMonitoring', () => {
     expect(expr(QueueWorkerAlertNames.brokerDisconnected)).toContain(WorkerMetrics.brokerConnected);
   });
 
+  test('the no-consumers window covers a cold start: unschedulableFor plus the workers\' startupTimeout', () => {
+    const noConsumers = (m: QueueWorkerMonitoring) => m.alerts.find((a) => a.alert === QueueWorkerAlertNames.noConsumers)!;
+    const byDefault = noConsumers(setup().monitoring);
+    expect(byDefault.for.toMinutes()).toBe(25);
+    expect(byDefault.severity).toBe('critical');
+    expect(byDefault.description).toContain('for 25 minutes');
+    expect(byDefault.expr).toMatch(/ > 0\) and on/);
+    expect(noConsumers(setup({ unschedulableFor: Duration.minutes(20) }).monitoring).for.toMinutes()).toBe(30);
+    expect(noConsumers(setup({ noConsumersFor: Duration.minutes(5) }).monitoring).for.toMinutes()).toBe(5);
+    const { workers } = setup();
+    expect(workers.startupTimeout.toMinutes()).toBe(10);
+    const slowStart = queueWorkerAlerts({ workers: { ...workers, startupTimeout: Duration.minutes(20) }, vhost: '/' });
+    expect(slowStart.find((a) => a.alert === QueueWorkerAlertNames.noConsumers)!.for.toMinutes()).toBe(35);
+    const rule = only(synthValid(setup().chart), 'PrometheusRule');
+    expect(rule.spec.groups[0].rules.find((r: any) => r.alert === QueueWorkerAlertNames.noConsumers).for).toBe('25m');
+    expect(errorOf({ activationBacklog: -1 }).prop).toBe('activationBacklog');
+  });
+
   test('without an autoscaler name the "at max replicas" alert is left out', () => {
     const { monitoring } = setup({ autoscalerName: undefined });
     expect(monitoring.alerts.map((a) => a.alert)).not.toContain(QueueWorkerAlertNames.autoscalerAtMax);
@@ -271,19 +289,42 @@ describe('QueueWorkerMonitoring alerts under promtool', () => {
     ]);
   });
 
-  test('no consumers while jobs wait fires; with consumers it does not', () => {
-    const consumers = (n: number) => ({ series: `${RabbitmqQueueSeries.consumers}${sel(jobs)}`, values: `${n}x20` });
-    const ready = { series: `${RabbitmqQueueSeries.messagesReady}${sel(jobs)}`, values: '50x20' };
+  test('no consumers while jobs wait fires after a cold start\'s time; with consumers it does not', () => {
+    const consumers = (n: number) => ({ series: `${RabbitmqQueueSeries.consumers}${sel(jobs)}`, values: `${n}x40` });
+    const ready = { series: `${RabbitmqQueueSeries.messagesReady}${sel(jobs)}`, values: '50x40' };
     promtoolTest(rule, [
       {
         interval: '1m',
         input_series: [ready, consumers(0)],
-        alert_rule_test: [{ eval_time: '15m', alertname: QueueWorkerAlertNames.noConsumers, exp_alerts: [fired(QueueWorkerAlertNames.noConsumers, jobs)] }],
+        alert_rule_test: [
+          // A scale-up from zero that waits 20 minutes for a GPU node and loads the model is not paged.
+          { eval_time: '20m', alertname: QueueWorkerAlertNames.noConsumers, exp_alerts: [] },
+          { eval_time: '30m', alertname: QueueWorkerAlertNames.noConsumers, exp_alerts: [fired(QueueWorkerAlertNames.noConsumers, jobs)] },
+        ],
       },
       {
         interval: '1m',
         input_series: [ready, consumers(2)],
-        alert_rule_test: [{ eval_time: '15m', alertname: QueueWorkerAlertNames.noConsumers, exp_alerts: [] }],
+        alert_rule_test: [{ eval_time: '30m', alertname: QueueWorkerAlertNames.noConsumers, exp_alerts: [] }],
+      },
+    ]);
+  });
+
+  test('no consumers stays silent at or below the activation backlog, where zero workers is intended', () => {
+    const { chart: activationChart } = setup({ activationBacklog: 5 });
+    const activationRule = only(synthValid(activationChart), 'PrometheusRule');
+    const consumers = { series: `${RabbitmqQueueSeries.consumers}${sel(jobs)}`, values: '0x40' };
+    const ready = (n: number) => ({ series: `${RabbitmqQueueSeries.messagesReady}${sel(jobs)}`, values: `${n}x40` });
+    promtoolTest(activationRule, [
+      {
+        interval: '1m',
+        input_series: [ready(5), consumers],
+        alert_rule_test: [{ eval_time: '35m', alertname: QueueWorkerAlertNames.noConsumers, exp_alerts: [] }],
+      },
+      {
+        interval: '1m',
+        input_series: [ready(6), consumers],
+        alert_rule_test: [{ eval_time: '35m', alertname: QueueWorkerAlertNames.noConsumers, exp_alerts: [fired(QueueWorkerAlertNames.noConsumers, jobs)] }],
       },
     ]);
   });

@@ -2,6 +2,7 @@ import { Chart, ChartProps, Duration, Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { WORKER_DEFAULTS } from '../contract';
+import { GpuUtilizationSource } from '../gpu-metrics';
 import { ModelSource } from '../gpu-worker-deployment';
 import { QueueProcessingGpuService } from '../queue-processing-gpu-service';
 import { GPU_INFERENCE_PRIORITY_CLASS } from './cluster-chart';
@@ -17,11 +18,17 @@ export const RABBITMQ_NAMESPACE = 'messaging';
 export interface AiWorkersChartProps extends ChartProps {
   /** The chart that holds the monitoring objects and the adapter rules. */
   readonly monitoring: MonitoringChart;
+
+  /**
+   * The GPU utilization series the OCR workers also scale on (the GPU infrastructure's exporter).
+   * @default - backlog only
+   */
+  readonly gpuUtilization?: GpuUtilizationSource;
 }
 
 /**
  * The OCR service in `ai-workers` (the namespace itself is in the {@link ClusterChart}): GPU workers that consume
- * `ai-generation-jobs`, scaled 1–40 on its backlog, with their scrape objects and alerts in `monitoring`.
+ * `ai-generation-jobs`, scaled 1–40 on its backlog and GPU utilization, with their scrape objects and alerts in `monitoring`.
  *
  * Created outside this app, on purpose: the Secret `rabbitmq-ocr-worker` with the AMQP URL (key `url`, e.g. from
  * External Secrets), and the ReadOnlyMany claim `ocr-models` that the model release pipeline fills.
@@ -48,6 +55,9 @@ export class AiWorkersChart extends Chart {
       topologySpread: [{ topologyKey: 'topology.kubernetes.io/zone' }],
       minReplicas: 1,
       maxReplicas: 40,
+      // Backlog says how much work waits; GPU utilization catches batches that got heavier per job. The HPA
+      // follows whichever asks for more workers.
+      gpuUtilization: props.gpuUtilization ? { source: props.gpuUtilization } : undefined,
       adapterRules: props.monitoring.adapterRules,
       monitoring: {
         scope: props.monitoring,

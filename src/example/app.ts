@@ -18,8 +18,11 @@ import { MonitoringChart } from './monitoring-chart';
 export function buildExampleApp(app: App = new App()): App {
   new ClusterChart(app, 'cluster');
   const monitoring = new MonitoringChart(app, 'monitoring');
-  const aiWorkers = new AiWorkersChart(app, 'ai-workers', { monitoring });
-  new GpuInfrastructureChart(app, 'gpu-infrastructure', { workloads: [aiWorkers.ocr.workers] });
+  // The GPU infrastructure comes first for its exporter's series, which the workers scale on; its Cluster Autoscaler
+  // comes after them, since it is checked against the workers it must serve.
+  const gpuInfrastructure = new GpuInfrastructureChart(app, 'gpu-infrastructure');
+  const aiWorkers = new AiWorkersChart(app, 'ai-workers', { monitoring, gpuUtilization: gpuInfrastructure.exporter.gpuUtilization });
+  gpuInfrastructure.addClusterAutoscaler([aiWorkers.ocr.workers]);
   new KedaWorkersChart(app, 'ai-workers-keda');
   return app;
 }

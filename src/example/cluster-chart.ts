@@ -2,6 +2,12 @@ import { Chart, ChartProps } from 'cdk8s';
 import { Construct } from 'constructs';
 import * as k8s from '../../imports/k8s';
 
+/**
+ * Kubernetes minor version of the example cluster, as `major.minor`: the version the generated imports are for
+ * (k8s 1.27, cdk8s-plus-27), written once for Pod Security admission and the Cluster Autoscaler's image.
+ */
+export const KUBERNETES_VERSION = '1.27';
+
 /** Name of the PriorityClass of the GPU workers. */
 export const GPU_INFERENCE_PRIORITY_CLASS = 'gpu-inference';
 
@@ -19,7 +25,7 @@ export class ClusterChart extends Chart {
         name: 'ai-workers',
         labels: {
           'pod-security.kubernetes.io/enforce': 'restricted',
-          'pod-security.kubernetes.io/enforce-version': 'v1.27',
+          'pod-security.kubernetes.io/enforce-version': `v${KUBERNETES_VERSION}`,
         },
       },
     });

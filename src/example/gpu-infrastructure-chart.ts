@@ -3,18 +3,10 @@ import { Construct } from 'constructs';
 import * as k8s from '../../imports/k8s';
 import { AwsCredentials, ClusterAutoscalerConfig, ClusterAutoscalerProvider, clusterScoped, GpuWorkload } from '../cluster-autoscaler-config';
 import { DcgmExporter } from '../dcgm-exporter';
+import { KUBERNETES_VERSION } from './cluster-chart';
 
 /** Namespace of the GPU telemetry. */
 export const GPU_MONITORING_NAMESPACE = 'gpu-monitoring';
-
-/** Properties of the {@link GpuInfrastructureChart}. */
-export interface GpuInfrastructureChartProps extends ChartProps {
-  /**
-   * The GPU workers the node groups must serve; checked to fit a node and to get their full grace period on a drain.
-   * @default - none
-   */
-  readonly workloads?: GpuWorkload[];
-}
 
 /**
  * What makes the loop work past one node, on an EKS cluster: GPU telemetry on every GPU node, and the Cluster
@@ -34,10 +26,9 @@ export class GpuInfrastructureChart extends Chart {
   /** The GPU exporter; its `gpuUtilization` names the series an HPA can scale on. */
   public readonly exporter: DcgmExporter;
 
-  /** The Cluster Autoscaler; `scaleFromZero` holds the Auto Scaling group tags to set. */
-  public readonly autoscaler: ClusterAutoscalerConfig;
+  private clusterAutoscaler?: ClusterAutoscalerConfig;
 
-  constructor(scope: Construct, id: string, props: GpuInfrastructureChartProps = {}) {
+  constructor(scope: Construct, id: string, props: ChartProps = {}) {
     super(scope, id, { namespace: GPU_MONITORING_NAMESPACE, ...props });
 
     const namespace = new k8s.KubeNamespace(this, 'GpuMonitoring', {
@@ -52,14 +43,27 @@ export class GpuInfrastructureChart extends Chart {
       namespace: GPU_MONITORING_NAMESPACE,
       serviceMonitorLabels: { release: 'kube-prometheus-stack' },
     });
+  }
 
-    this.autoscaler = new ClusterAutoscalerConfig(this, 'ClusterAutoscaler', {
+  /** The Cluster Autoscaler, once added; `scaleFromZero` holds the Auto Scaling group tags to set. */
+  public get autoscaler(): ClusterAutoscalerConfig | undefined {
+    return this.clusterAutoscaler;
+  }
+
+  /**
+   * Adds the Cluster Autoscaler for the GPU workers it must serve, each checked to fit a node and to get its full
+   * grace period on a drain. A separate step because the workers scale on this chart's exporter, so they are built
+   * after it and before the autoscaler.
+   */
+  public addClusterAutoscaler(workloads: GpuWorkload[]): ClusterAutoscalerConfig {
+    if (this.clusterAutoscaler) throw new Error('GpuInfrastructureChart: the Cluster Autoscaler was already added.');
+    this.clusterAutoscaler = new ClusterAutoscalerConfig(this, 'ClusterAutoscaler', {
       provider: ClusterAutoscalerProvider.aws({
         clusterName: 'ai-platform',
         region: 'eu-west-1',
         credentials: AwsCredentials.irsa('arn:aws:iam::123456789012:role/cluster-autoscaler'),
       }),
-      kubernetesVersion: '1.31',
+      kubernetesVersion: KUBERNETES_VERSION,
       gpuNodeGroups: [
         // g6.2xlarge: one L4 (24 GB), 8 vCPU, 32 GiB; room for one OCR worker (12 GiB) and the node's daemons.
         { name: 'gpu-l4', minSize: 0, maxSize: 24, gpuType: 'nvidia-l4', gpusPerNode: 1, priority: 50 },
@@ -67,7 +71,8 @@ export class GpuInfrastructureChart extends Chart {
         { name: 'gpu-a10g', minSize: 0, maxSize: 16, gpuType: 'nvidia-a10g', gpusPerNode: 1, priority: 10 },
       ],
       serviceMonitorLabels: { release: 'kube-prometheus-stack' },
-      workloads: props.workloads,
+      workloads,
     });
+    return this.clusterAutoscaler;
   }
 }
