@@ -564,7 +564,8 @@ export class QueueScaledHpa extends Construct {
         self,
         'minReplicas',
         'is 0, which a HorizontalPodAutoscaler only accepts with the alpha feature gate HPAScaleToZero',
-        'Use KedaQueueScaler to scale to zero, or set `clusterHasHpaScaleToZero: true` if your cluster enables that gate.',
+        'To scale to zero, use KedaQueueScaler (on a QueueProcessingGpuService: set its `keda` prop), '
+          + 'or set `clusterHasHpaScaleToZero: true` on QueueScaledHpa if your cluster enables that gate.',
       );
     }
     if (props.metricName !== undefined && !METRIC_NAME.test(props.metricName)) {

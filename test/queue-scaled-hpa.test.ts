@@ -381,7 +381,10 @@ describe('QueueScaledHpa: bad input', () => {
   });
 
   test('minReplicas 0 points to KEDA or the HPAScaleToZero gate', () => {
-    expectInvalid(() => hpa(testChart(), { minReplicas: 0 }), /KedaQueueScaler.*clusterHasHpaScaleToZero/);
+    expectInvalid(
+      () => hpa(testChart(), { minReplicas: 0 }),
+      /use KedaQueueScaler \(on a QueueProcessingGpuService: set its `keda` prop\), or set `clusterHasHpaScaleToZero: true`/,
+    );
   });
 
   test('a Deployment with fixed replicas as the target', () => {
