@@ -517,19 +517,37 @@ export class GpuWorkerDeployment extends Construct implements kplus.IScalable {
     this.prefetch = batching.prefetch;
     this.maxBatchSize = batching.maxBatchSize;
     this.maxJobDuration = props.maxJobDuration;
-    this.terminationGracePeriod = timing.gracePeriod;
     this.startupTimeout = Duration.millis(timing.startupMs);
+    this.terminationGracePeriod = timing.gracePeriod;
     this.gpu = pod.gpu;
     this.fixedReplicas = pod.fixedReplicas;
-
-    // The pods: labels chosen here rather than cdk8s-plus's generated one, so that monitors can select them by name.
+    // Labels chosen here rather than cdk8s-plus's generated one, so that monitors can select the pods by name.
     this.podSelectorLabels = {
       'app.kubernetes.io/name': this.name,
       'app.kubernetes.io/component': GPU_WORKER_COMPONENT,
     };
+
+    // Build each part: the pods, the worker container, GPU placement, and the disruption budget.
     const modelDir = posix.dirname(pod.modelPath);
     const model = props.model.bind(this, modelDir);
-    this.deployment = new kplus.Deployment(this, 'Deployment', {
+    this.deployment = this.createDeployment(props, pod, timing, model);
+    this.container = this.addWorkerContainer(props, { queues, batching, timing, pod }, modelDir, model);
+    this.placeOnGpuNodes(props, pod);
+    this.podDisruptionBudget = this.createDisruptionBudget(pod);
+    this.namespace = ApiObject.of(this.deployment).metadata.namespace;
+
+    // A fixed replica count on an autoscaling target is caught here too if the autoscaler marked the inner Deployment.
+    this.node.addValidation({
+      validate: () => (this.deployment.hasAutoscaler && this.fixedReplicas !== undefined
+        ? [fixedReplicasMessage(this.fixedReplicas)] : []),
+    });
+  }
+
+  /** The Deployment and its pod template, selected by {@link podSelectorLabels}. */
+  private createDeployment(
+    props: GpuWorkerDeploymentProps, pod: ResolvedPod, timing: ResolvedTiming, model: ModelSourceBinding,
+  ): kplus.Deployment {
+    const deployment = new kplus.Deployment(this, 'Deployment', {
       metadata: { name: this.name, labels: this.podSelectorLabels },
       select: false,
       replicas: this.fixedReplicas,
@@ -548,11 +566,20 @@ export class GpuWorkerDeployment extends Construct implements kplus.IScalable {
       automountServiceAccountToken: false,
       initContainers: model.initContainer ? [model.initContainer] : undefined,
     });
-    this.deployment.select(kplus.LabelSelector.of({ labels: this.podSelectorLabels }));
-    Object.entries(this.podSelectorLabels).forEach(([key, value]) => this.deployment.podMetadata.addLabel(key, value));
+    deployment.select(kplus.LabelSelector.of({ labels: this.podSelectorLabels }));
+    Object.entries(this.podSelectorLabels).forEach(([key, value]) => deployment.podMetadata.addLabel(key, value));
+    return deployment;
+  }
 
-    // The worker container, its part of the contract, and its volumes.
-    this.container = this.deployment.addContainer({
+  /** The worker container, its part of the environment contract, and its volumes (model, /tmp, /dev/shm). */
+  private addWorkerContainer(
+    props: GpuWorkerDeploymentProps,
+    resolved: { queues: ResolvedQueues; batching: ResolvedBatching; timing: ResolvedTiming; pod: ResolvedPod },
+    modelDir: string,
+    model: ModelSourceBinding,
+  ): kplus.Container {
+    const { queues, batching, timing, pod } = resolved;
+    const container = this.deployment.addContainer({
       name: WORKER_CONTAINER_NAME,
       image: props.image ?? DEFAULT_WORKER_IMAGE,
       imagePullPolicy: props.imagePullPolicy ?? kplus.ImagePullPolicy.IF_NOT_PRESENT,
@@ -565,14 +592,18 @@ export class GpuWorkerDeployment extends Construct implements kplus.IScalable {
       securityContext: { ...restrictedContainerSecurity(), user: pod.runAsUser, group: pod.runAsUser },
       ...workerProbes(timing.startupMs),
     });
-    this.container.mount(modelDir, model.volume, { readOnly: model.readOnly, subPath: model.subPath });
-    this.container.mount('/tmp', kplus.Volume.fromEmptyDir(this, 'TmpVolume', 'tmp', { sizeLimit: pod.tmpSize }));
-    this.container.mount('/dev/shm', kplus.Volume.fromEmptyDir(this, 'ShmVolume', 'dshm', {
+    container.mount(modelDir, model.volume, { readOnly: model.readOnly, subPath: model.subPath });
+    container.mount('/tmp', kplus.Volume.fromEmptyDir(this, 'TmpVolume', 'tmp', { sizeLimit: pod.tmpSize }));
+    container.mount('/dev/shm', kplus.Volume.fromEmptyDir(this, 'ShmVolume', 'dshm', {
       medium: kplus.EmptyDirMedium.MEMORY,
       sizeLimit: pod.sharedMemory,
     }));
+    return container;
+  }
 
-    // GPU placement: the toleration through cdk8s-plus, the node labels as required node affinity.
+  /** The GPU toleration and node labels, then what cdk8s-plus cannot express, patched onto the pod spec. */
+  private placeOnGpuNodes(props: GpuWorkerDeploymentProps, pod: ResolvedPod): void {
+    // The toleration through cdk8s-plus, the node labels as required node affinity.
     if (props.tolerateGpuTaint ?? true) {
       this.deployment.scheduling.tolerate(kplus.Node.tainted(
         kplus.NodeTaintQuery.exists(GPU_TOLERATION.key, { effect: GPU_TOLERATION.effect as kplus.TaintEffect }),
@@ -593,23 +624,17 @@ export class GpuWorkerDeployment extends Construct implements kplus.IScalable {
       priorityClassName: pod.priorityClassName,
       spreads: pod.spreads,
     });
+  }
 
-    // Voluntary disruptions take at most `maxUnavailable` pods; crash-looping pods never block a node drain.
-    this.podDisruptionBudget = new k8s.KubePodDisruptionBudget(this, 'Budget', {
+  /** Voluntary disruptions take at most `maxUnavailable` pods; crash-looping pods never block a node drain. */
+  private createDisruptionBudget(pod: ResolvedPod): k8s.KubePodDisruptionBudget {
+    return new k8s.KubePodDisruptionBudget(this, 'Budget', {
       metadata: { name: this.name, labels: this.podSelectorLabels },
       spec: {
         maxUnavailable: k8s.IntOrString.fromNumber(pod.maxUnavailable),
         selector: { matchLabels: this.podSelectorLabels },
         unhealthyPodEvictionPolicy: 'AlwaysAllow',
       },
-    });
-
-    this.namespace = ApiObject.of(this.deployment).metadata.namespace;
-
-    // A fixed replica count on an autoscaling target is caught here too if the autoscaler marked the inner Deployment.
-    this.node.addValidation({
-      validate: () => (this.deployment.hasAutoscaler && this.fixedReplicas !== undefined
-        ? [fixedReplicasMessage(this.fixedReplicas)] : []),
     });
   }
 

@@ -392,24 +392,10 @@ export class QueueWorkerMonitoring extends Construct {
   constructor(scope: Construct, id: string, props: QueueWorkerMonitoringProps) {
     super(scope, id);
 
-    // Validate the props and resolve defaults.
-    const base = props.name ?? Names.toDnsLabel(this, { maxLen: MAX_MONITORING_NAME });
-    checkDnsLabel(CONSTRUCT, 'name', base);
-    if (base.length > MAX_MONITORING_NAME) {
-      invalidProp(CONSTRUCT, 'name', `(${base.length} characters) leaves no room for the "-rabbitmq" suffix within 63`,
-        `Use at most ${MAX_MONITORING_NAME} characters.`);
-    }
-    const workers = props.workers;
-    if (workers.namespace === undefined) {
-      invalidProp(CONSTRUCT, 'workers', 'has no namespace', 'Put the workers in a chart with a `namespace`.');
-    }
-    if (Object.keys(workers.podSelectorLabels).length === 0) {
-      invalidProp(CONSTRUCT, 'workers.podSelectorLabels', 'is empty and would select every pod in the namespace',
-        'Give the labels the worker pods carry.');
-    }
-    const vhost = props.vhost ?? '/';
-    // The alerts check the queue names, vhost and thresholds.
-    this.alerts = queueWorkerAlerts({ ...props, workers, vhost });
+    // Validate the props and resolve defaults; the alerts check the queue names, vhost and thresholds.
+    const base = this.resolveName(props.name);
+    const workers = checkWorkers(props.workers);
+    this.alerts = queueWorkerAlerts({ ...props, workers, vhost: props.vhost ?? '/' });
     const labels = props.prometheusSelectorLabels ?? { release: 'kube-prometheus-stack' };
     const interval = props.scrapeInterval ?? Duration.seconds(15);
     if (interval.toMilliseconds({ integral: false }) < 1000) {
@@ -417,35 +403,62 @@ export class QueueWorkerMonitoring extends Construct {
         'Use at least 1 second.');
     }
 
-    // RabbitMQ: the detailed endpoint, asked for the per-queue families only.
-    // Shortcoming: plain HTTP only; a TLS-only metrics listener needs `scheme` and `tlsConfig` patched onto
-    // `rabbitmqServiceMonitor` by the user.
+    // Build each part: RabbitMQ's scrape, the workers' scrape, the alerts.
     if (props.rabbitmq !== false) {
-      const rabbit = props.rabbitmq ?? {};
-      const rabbitNamespace = checkDnsLabel(CONSTRUCT, 'rabbitmq.namespace', rabbit.namespace ?? 'messaging');
-      const serviceLabels = rabbit.serviceLabels ?? { 'app.kubernetes.io/component': 'rabbitmq' };
-      if (Object.keys(serviceLabels).length === 0) {
-        invalidProp(CONSTRUCT, 'rabbitmq.serviceLabels', 'is empty and would select every Service in the namespace',
-          'Give the labels of the RabbitMQ Service.');
-      }
-      this.rabbitmqServiceMonitor = new monitoring.ServiceMonitor(this, 'Rabbitmq', {
-        metadata: { name: `${base}-rabbitmq`, labels },
-        spec: {
-          namespaceSelector: { matchNames: [rabbitNamespace] },
-          selector: { matchLabels: serviceLabels },
-          endpoints: [{
-            port: checkNonEmpty(CONSTRUCT, 'rabbitmq.portName', rabbit.portName ?? 'prometheus'),
-            path: RABBITMQ_DETAILED_METRICS_PATH,
-            params: { family: [...RABBITMQ_DETAILED_FAMILIES] },
-            interval: promDuration(interval),
-          }],
-        },
-      });
+      this.rabbitmqServiceMonitor = this.scrapeRabbitmq(props.rabbitmq ?? {}, `${base}-rabbitmq`, labels, interval);
     }
+    this.workerPodMonitor = this.scrapeWorkers(workers, `${base}-workers`, labels, interval);
+    if (props.alerts ?? true) {
+      this.prometheusRule = this.createRule(base, labels);
+    }
+  }
 
-    // Workers: the named metrics port of the contract.
-    this.workerPodMonitor = new monitoring.PodMonitor(this, 'Workers', {
-      metadata: { name: `${base}-workers`, labels },
+  /** Prefix of the objects' names: the given `name`, or one derived from the construct path, checked to fit. */
+  private resolveName(name: string | undefined): string {
+    const base = name ?? Names.toDnsLabel(this, { maxLen: MAX_MONITORING_NAME });
+    checkDnsLabel(CONSTRUCT, 'name', base);
+    if (base.length > MAX_MONITORING_NAME) {
+      invalidProp(CONSTRUCT, 'name', `(${base.length} characters) leaves no room for the "-rabbitmq" suffix within 63`,
+        `Use at most ${MAX_MONITORING_NAME} characters.`);
+    }
+    return base;
+  }
+
+  /**
+   * RabbitMQ: the detailed endpoint, asked for the per-queue families only.
+   * Shortcoming: plain HTTP only; a TLS-only metrics listener needs `scheme` and `tlsConfig` patched onto
+   * `rabbitmqServiceMonitor` by the user.
+   */
+  private scrapeRabbitmq(
+    rabbit: RabbitmqScrapeOptions, name: string, labels: Record<string, string>, interval: Duration,
+  ): monitoring.ServiceMonitor {
+    const rabbitNamespace = checkDnsLabel(CONSTRUCT, 'rabbitmq.namespace', rabbit.namespace ?? 'messaging');
+    const serviceLabels = rabbit.serviceLabels ?? { 'app.kubernetes.io/component': 'rabbitmq' };
+    if (Object.keys(serviceLabels).length === 0) {
+      invalidProp(CONSTRUCT, 'rabbitmq.serviceLabels', 'is empty and would select every Service in the namespace',
+        'Give the labels of the RabbitMQ Service.');
+    }
+    return new monitoring.ServiceMonitor(this, 'Rabbitmq', {
+      metadata: { name, labels },
+      spec: {
+        namespaceSelector: { matchNames: [rabbitNamespace] },
+        selector: { matchLabels: serviceLabels },
+        endpoints: [{
+          port: checkNonEmpty(CONSTRUCT, 'rabbitmq.portName', rabbit.portName ?? 'prometheus'),
+          path: RABBITMQ_DETAILED_METRICS_PATH,
+          params: { family: [...RABBITMQ_DETAILED_FAMILIES] },
+          interval: promDuration(interval),
+        }],
+      },
+    });
+  }
+
+  /** Workers: the named metrics port of the contract, on the pods the workers' labels select. */
+  private scrapeWorkers(
+    workers: CheckedWorkers, name: string, labels: Record<string, string>, interval: Duration,
+  ): monitoring.PodMonitor {
+    return new monitoring.PodMonitor(this, 'Workers', {
+      metadata: { name, labels },
       spec: {
         namespaceSelector: { matchNames: [workers.namespace] },
         selector: { matchLabels: { ...workers.podSelectorLabels } },
@@ -456,29 +469,44 @@ export class QueueWorkerMonitoring extends Construct {
         }],
       },
     });
+  }
 
-    // Alerts.
-    if (props.alerts ?? true) {
-      this.prometheusRule = new monitoring.PrometheusRule(this, 'Rules', {
-        metadata: { name: base, labels },
-        spec: {
-          groups: [{
-            name: `${base}.queue-workers`,
-            rules: this.alerts.map((a) => ({
-              alert: a.alert,
-              expr: monitoring.PrometheusRuleSpecGroupsRulesExpr.fromString(a.expr),
-              for: promDuration(a.for),
-              labels: { severity: a.severity },
-              annotations: { summary: a.summary, description: a.description },
-            })),
-          }],
-        },
-      });
-    }
+  /** The PrometheusRule: one group holding {@link alerts}. */
+  private createRule(name: string, labels: Record<string, string>): monitoring.PrometheusRule {
+    return new monitoring.PrometheusRule(this, 'Rules', {
+      metadata: { name, labels },
+      spec: {
+        groups: [{
+          name: `${name}.queue-workers`,
+          rules: this.alerts.map((a) => ({
+            alert: a.alert,
+            expr: monitoring.PrometheusRuleSpecGroupsRulesExpr.fromString(a.expr),
+            for: promDuration(a.for),
+            labels: { severity: a.severity },
+            annotations: { summary: a.summary, description: a.description },
+          })),
+        }],
+      },
+    });
   }
 
   /** Namespace the monitoring objects are created in. */
   public get namespace(): string | undefined {
     return ApiObject.of(this.workerPodMonitor).metadata.namespace;
   }
+}
+
+/** Workers known to have a namespace. */
+type CheckedWorkers = MonitoredQueueWorkers & { readonly namespace: string };
+
+/** The workers must have a namespace and pod labels that select only them. */
+function checkWorkers(workers: MonitoredQueueWorkers): CheckedWorkers {
+  if (workers.namespace === undefined) {
+    invalidProp(CONSTRUCT, 'workers', 'has no namespace', 'Put the workers in a chart with a `namespace`.');
+  }
+  if (Object.keys(workers.podSelectorLabels).length === 0) {
+    invalidProp(CONSTRUCT, 'workers.podSelectorLabels', 'is empty and would select every pod in the namespace',
+      'Give the labels the worker pods carry.');
+  }
+  return workers as CheckedWorkers;
 }
