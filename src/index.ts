@@ -5,6 +5,7 @@ export * from './gpu-metrics';
 export * from './hpa-math';
 export * from './gpu-node-labels';
 export * from './prometheus-adapter-rules';
+export * from './queue-scaling';
 export * from './queue-scaled-hpa';
 export * from './dcgm-fields';
 export * from './dcgm-exporter';

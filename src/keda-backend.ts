@@ -6,7 +6,8 @@
 import { Construct } from 'constructs';
 import { KedaQueueScaler, KedaQueueScalerProps } from './keda-queue-scaler';
 import { AdapterCustomRule, AdapterExternalRule } from './prometheus-adapter-rules';
-import { QueueScaledHpa, QueueScaledHpaProps, QueueScalingProps, ResolvedQueueScaling } from './queue-scaled-hpa';
+import { QueueScaledHpa, QueueScaledHpaProps } from './queue-scaled-hpa';
+import { QueueScalingProps, ResolvedQueueScaling } from './queue-scaling';
 import * as keda from '../imports/keda.sh';
 
 /** Either autoscaler of a queue-consuming workload. */

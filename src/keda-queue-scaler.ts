@@ -12,7 +12,7 @@ import {
   resolveQueueScaling,
   ResolvedQueueScaling,
   wholeSeconds,
-} from './queue-scaled-hpa';
+} from './queue-scaling';
 import { BacklogMeasure, promqlString, queueBacklogQuery } from './rabbitmq-metrics';
 import { checkDnsSubdomain, checkInteger, checkNonEmpty, invalidProp, toQuantity } from './validation';
 import * as keda from '../imports/keda.sh';

@@ -15,7 +15,7 @@ import {
   rabbitmqQueueTrigger,
   RabbitmqTriggerMode,
 } from './keda-queue-scaler';
-import { wholeSeconds } from './queue-scaled-hpa';
+import { wholeSeconds } from './queue-scaling';
 import { BacklogMeasure } from './rabbitmq-metrics';
 import { checkDnsSubdomain, checkInteger, checkNonEmpty, invalidProp } from './validation';
 import * as keda from '../imports/keda.sh';
