@@ -210,12 +210,7 @@ export function serviceMonitorJobs(monitor: Manifest, cluster: SimulatedCluster,
                 __meta_kubernetes_endpoint_ready: 'true',
                 __meta_kubernetes_endpoint_address_target_kind: 'Pod',
                 __meta_kubernetes_endpoint_address_target_name: pod.name,
-                __meta_kubernetes_pod_name: pod.name,
-                __meta_kubernetes_pod_phase: pod.phase ?? 'Running',
-                __meta_kubernetes_pod_container_name: container.name,
-                __meta_kubernetes_pod_container_port_name: port.name ?? '',
-                __meta_kubernetes_pod_container_port_number: String(port.containerPort),
-                ...labelMeta('__meta_kubernetes_pod', pod.labels),
+                ...podMeta(pod, container, port),
               },
             });
           }
@@ -265,12 +260,7 @@ export function podMonitorJobs(monitor: Manifest, cluster: SimulatedCluster, opt
             targets: [port.address],
             labels: {
               __meta_kubernetes_namespace: pod.namespace,
-              __meta_kubernetes_pod_name: pod.name,
-              __meta_kubernetes_pod_phase: pod.phase ?? 'Running',
-              __meta_kubernetes_pod_container_name: container.name,
-              __meta_kubernetes_pod_container_port_name: port.name ?? '',
-              __meta_kubernetes_pod_container_port_number: String(port.containerPort),
-              ...labelMeta('__meta_kubernetes_pod', pod.labels),
+              ...podMeta(pod, container, port),
             },
           });
         }
@@ -293,6 +283,18 @@ export function podMonitorJobs(monitor: Manifest, cluster: SimulatedCluster, opt
     }
     return scrapeJob(monitor, ep, i, options, jobName, targets, relabel);
   });
+}
+
+/** The `__meta_kubernetes_pod_*` labels Kubernetes service discovery gives a target of this pod's container port. */
+function podMeta(pod: SimulatedPod, container: { readonly name: string }, port: SimulatedPort): Record<string, string> {
+  return {
+    __meta_kubernetes_pod_name: pod.name,
+    __meta_kubernetes_pod_phase: pod.phase ?? 'Running',
+    __meta_kubernetes_pod_container_name: container.name,
+    __meta_kubernetes_pod_container_port_name: port.name ?? '',
+    __meta_kubernetes_pod_container_port_number: String(port.containerPort),
+    ...labelMeta('__meta_kubernetes_pod', pod.labels),
+  };
 }
 
 /** The keep rule that selects the endpoint's port: by name (`port`, through `nameLabel`), or `targetPort`. */
