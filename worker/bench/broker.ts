@@ -14,6 +14,18 @@ import { CoresUsed, CpuTimeline, findBrokerPid } from './proc';
 /** Where the local RabbitMQ listens; override with RABBITMQ_URL. */
 export const BROKER_URL = process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 
+/**
+ * Socket options of every connection the harness opens. TCP_NODELAY matches the worker's own connection, so that
+ * the bare consumer's acks and the harness's publishes are not held back by Nagle's algorithm any more than the
+ * worker's are. `BENCH_NODELAY=0` turns it off.
+ */
+export const SOCKET_OPTIONS = { noDelay: process.env.BENCH_NODELAY !== '0' };
+
+/** Opens a connection to the local broker with the harness's socket options. */
+export function connectBroker(): Promise<amqp.ChannelModel> {
+  return amqp.connect(BROKER_URL, SOCKET_OPTIONS);
+}
+
 /** Names of one run's broker objects, unique so that runs (and other users of the broker) never meet. */
 export function uniqueTopology(label: string): TopologyNames {
   const base = `bench.${label}.${randomUUID().slice(0, 8)}`;
@@ -45,7 +57,7 @@ export async function deleteTopology(names: TopologyNames, extraQueues: readonly
  */
 export async function fillQueue(queue: string, count: number, makeJob: (i: number) => JobMessage): Promise<number> {
   const started = performance.now();
-  const connection = await amqp.connect(BROKER_URL);
+  const connection = await connectBroker();
   try {
     const channel = await connection.createConfirmChannel();
     for (let i = 0; i < count; i++) {
@@ -81,7 +93,7 @@ export interface DrainResult {
  * draining `count` messages that are already in `queue`. Timed from the first delivery to the last.
  */
 export async function drainWithBareConsumer(queue: string, count: number, prefetch: number): Promise<DrainResult> {
-  const connection = await amqp.connect(BROKER_URL);
+  const connection = await connectBroker();
   const cpu = new CpuTimeline({ broker: findBrokerPid() });
   try {
     const channel = await connection.createChannel();
@@ -112,7 +124,7 @@ export async function drainWithBareConsumer(queue: string, count: number, prefet
 }
 
 async function withChannel<T>(use: (channel: amqp.Channel) => Promise<T>): Promise<T> {
-  const connection = await amqp.connect(BROKER_URL);
+  const connection = await connectBroker();
   try {
     const channel = await connection.createChannel();
     return await use(channel);

@@ -15,11 +15,10 @@
 import { mkdirSync, writeFileSync } from 'fs';
 import { cpus, loadavg, totalmem } from 'os';
 import { dirname, resolve } from 'path';
-import * as amqp from 'amqplib';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig } from '../src/config';
 import { WorkerEnv } from '../src/contract';
-import { BROKER_URL, declareTopology, deleteTopology, drainWithBareConsumer, fillQueue, uniqueTopology, DrainResult } from './broker';
+import { BROKER_URL, connectBroker, declareTopology, deleteTopology, drainWithBareConsumer, fillQueue, uniqueTopology, DrainResult } from './broker';
 import { InferenceLimit, measureInferenceLimit } from './inference-limit';
 import { printProfileSummary } from './profile-summary';
 import { BenchModel, DEFAULT_MAX_BATCH, detectionModel, jobMessage, mlpModel } from './models';
@@ -385,7 +384,7 @@ function describeModel(model: BenchModel) {
 }
 
 async function describeEnvironment() {
-  const connection = await amqp.connect(BROKER_URL);
+  const connection = await connectBroker();
   const rabbitmq = String(connection.connection.serverProperties.version ?? 'unknown');
   await connection.close();
   return {

@@ -20,7 +20,7 @@ import { performance } from 'perf_hooks';
 import * as amqp from 'amqplib';
 import { MessageType, WorkerEnv, WorkerHttp, WorkerMetrics } from '../src/contract';
 import { TopologyNames } from '../src/topology';
-import { BROKER_URL, declareTopology, deleteTopology, fillQueue, publish, uniqueTopology } from './broker';
+import { BROKER_URL, connectBroker, declareTopology, deleteTopology, fillQueue, publish, uniqueTopology } from './broker';
 import { BenchModel, jobMessage } from './models';
 import { CoresUsed, CpuTimeline, findBrokerPid, peakRssMiB } from './proc';
 import { metricTotal, percentiles, Percentiles, sleep } from './stats';
@@ -171,7 +171,7 @@ async function measureLatency(
   const publishedAt = new Map<string, number>();
   const jobs = Array.from({ length: count }, (_, i) => jobMessage(options.model, `${prefix}${i}`));
 
-  const connection = await amqp.connect(BROKER_URL);
+  const connection = await connectBroker();
   try {
     const channel = await connection.createConfirmChannel();
     const started = performance.now();
@@ -196,7 +196,7 @@ async function measureLatency(
 /** A queue of our own bound to the results exchange; records when each result arrived. */
 class ResultsTap {
   static async open(names: TopologyNames): Promise<ResultsTap> {
-    const connection = await amqp.connect(BROKER_URL);
+    const connection = await connectBroker();
     const channel = await connection.createChannel();
     const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
     // Results are routed by their message type; '#' takes completed and failed alike.
