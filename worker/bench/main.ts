@@ -85,6 +85,7 @@ const PLANS: Array<{ model: () => BenchModel; runs: WorkerRunPlan[]; batchingGai
       { label: 'detection-batch1', why: 'MAX_BATCH_SIZE=1 (PREFETCH defaults to 1)', maxBatchSize: 1 },
       // One job waits on the worker while the other runs, so the model never waits for the broker.
       { label: 'detection-batch1-prefetch2', why: 'MAX_BATCH_SIZE=1, PREFETCH=2', maxBatchSize: 1, prefetch: 2 },
+      { label: 'detection-batch1-prefetch4', why: 'MAX_BATCH_SIZE=1, PREFETCH=4', maxBatchSize: 1, prefetch: 4 },
       { label: 'detection-batched', why: `defaults (MAX_BATCH_SIZE=${DEFAULT_MAX_BATCH}, PREFETCH=${DEFAULT_MAX_BATCH})`, maxBatchSize: DEFAULT_MAX_BATCH },
     ],
   },
