@@ -24,13 +24,13 @@ function main(): void {
     `Node ${env.node}, onnxruntime-node ${env.onnxruntime} (CPU), RabbitMQ ${env.rabbitmq}. Load average before and after the worker ` +
     `benchmark: ${env.loadAverageBefore.join(' ')} → ${env.loadAverageAfter.join(' ')}.`, '');
 
-  lines.push('### Limits', '', '| model | limit | at | rate | CPU during the drain |', '| --- | --- | --- | --- | --- |');
+  lines.push('### Limits', '', '| model | limit | at | rate | notes |', '| --- | --- | --- | --- | --- |');
   for (const [key, r] of Object.entries<any>(worker.results)) {
     for (const [prefetch, d] of Object.entries<any>(r.brokerLimit)) {
-      lines.push(`| ${key} | broker | prefetch ${prefetch} | ${n(d.perSecond)} msg/s | broker ${n(d.cores.broker, 2)}, harness ${n(d.cores.harness, 2)} cores |`);
+      lines.push(`| ${key} | broker | prefetch ${prefetch} | ${n(d.perSecond)} msg/s | CPU: broker ${n(d.cores.broker, 2)}, harness ${n(d.cores.harness, 2)} cores |`);
     }
     for (const l of r.inferenceLimit) {
-      lines.push(`| ${key} | inference | batch ${l.batchSize} | ${n(l.inferencesPerSecond)} inferences/s (${n(l.msPerCall)} ms per call) | |`);
+      lines.push(`| ${key} | inference | batch ${l.batchSize} | ${n(l.inferencesPerSecond)} inferences/s (${n(l.msPerCall)} ms per call) | event loop blocked up to ${n(l.eventLoopBlockedMaxMs)} ms |`);
     }
   }
 

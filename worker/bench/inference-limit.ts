@@ -3,7 +3,7 @@
  * session options the worker uses (src/model.ts: CPU provider, all graph optimizations, onnxruntime's default
  * thread count). Nothing else runs in between calls, so no worker can beat this.
  */
-import { performance } from 'perf_hooks';
+import { monitorEventLoopDelay, performance } from 'perf_hooks';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { BenchModel } from './models';
 
@@ -18,6 +18,12 @@ export interface InferenceLimit {
   readonly inferencesPerSecond: number;
   /** Mean milliseconds per call. */
   readonly msPerCall: number;
+  /**
+   * Longest time the event loop could not run a callback during the loop, in ms. onnxruntime-node runs
+   * `session.run` synchronously on the main thread (after a setImmediate), so this is about one call: while the
+   * model runs, a worker's event loop reads no delivery, processes no confirm and sends no ack.
+   */
+  readonly eventLoopBlockedMaxMs: number;
 }
 
 /**
@@ -37,6 +43,8 @@ export async function measureInferenceLimit(
       const feeds = { [model.inputName]: batchOf(model, batchSize) };
       for (let i = 0; i < warmup; i++) await session.run(feeds);
 
+      const delay = monitorEventLoopDelay({ resolution: 1 });
+      delay.enable();
       let calls = 0;
       const started = performance.now();
       const deadline = started + seconds * 1000;
@@ -46,6 +54,7 @@ export async function measureInferenceLimit(
         calls++;
       }
       const elapsed = (performance.now() - started) / 1000;
+      delay.disable();
       limits.push({
         batchSize,
         calls,
@@ -53,6 +62,7 @@ export async function measureInferenceLimit(
         callsPerSecond: calls / elapsed,
         inferencesPerSecond: (calls * batchSize) / elapsed,
         msPerCall: (elapsed * 1000) / calls,
+        eventLoopBlockedMaxMs: delay.max / 1e6,
       });
     }
     return limits;

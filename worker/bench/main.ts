@@ -315,7 +315,10 @@ function describeLimits(model: BenchModel, broker: Map<number, DrainResult>, inf
     lines.push(`  ${model.key}: broker limit at prefetch ${prefetch}: ${fmt(d.perSecond)} msg/s (broker ${fmt(d.cores.broker, 2)} cores, harness ${fmt(d.cores.harness, 2)})`);
   }
   for (const l of inference.values()) {
-    lines.push(`  ${model.key}: inference limit at batch ${l.batchSize}: ${fmt(l.inferencesPerSecond)} inferences/s (${fmt(l.msPerCall)} ms per call)`);
+    lines.push(
+      `  ${model.key}: inference limit at batch ${l.batchSize}: ${fmt(l.inferencesPerSecond)} inferences/s (${fmt(l.msPerCall)} ms per call; ` +
+        `event loop blocked up to ${fmt(l.eventLoopBlockedMaxMs)} ms)`,
+    );
   }
   return lines;
 }
