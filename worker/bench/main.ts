@@ -33,6 +33,8 @@ interface Sizes {
   readonly latencySeconds: number;
 }
 
+// Known shortcoming: each configuration runs once. On a shared 2-vCPU machine the broker limits move by about 30 %
+// between runs, so only ratios taken within one run compare well; there is no repeat-and-median yet.
 const FULL: Sizes = { mlpJobs: 20000, detectionJobs: 240, inferenceSeconds: 4, latencySeconds: 5 };
 const SMOKE: Sizes = { mlpJobs: 200, detectionJobs: 6, inferenceSeconds: 0.3, latencySeconds: 0.5 };
 
