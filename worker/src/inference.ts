@@ -398,9 +398,14 @@ export class InferenceEngine {
   /**
    * Runs `fn` when no other model call is running; calls run strictly one at a time.
    *
-   * Known shortcoming: a model call has no time limit. A call that hangs (a wedged GPU) holds every later job
-   * until the process is restarted. The liveness probe does not notice, because onnxruntime runs off the
-   * event loop, which stays free to answer it.
+   * onnxruntime-node 1.30 runs `session.run` on the main thread: while a call runs, the event loop reads no
+   * delivery, sends no ack and answers no probe (measured by the worker benchmark). So a call that hangs (a
+   * wedged GPU) stops `/healthz` too, and the liveness probe restarts the pod; its unacked jobs are redelivered.
+   *
+   * Known shortcoming: the model call blocks the event loop, so on a GPU the broker round trips of one batch do
+   * not overlap the next model call; a worker thread owning the session would let them (it gained nothing on
+   * this CPU-only machine, where both compete for the same cores). A call slower than the liveness window
+   * (a very large batch) would be mistaken for a hang: size the probe's failure threshold for it.
    */
   private withModel<T>(fn: () => Promise<T>): Promise<T> {
     const turn = this.modelLock.then(fn);
