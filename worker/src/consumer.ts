@@ -33,9 +33,10 @@ export interface JobHandler<Job> {
   failed(jobId: string | undefined, error: unknown, context: JobContext, options?: { code?: string; retryable?: boolean }): object;
   /**
    * At shutdown: makes every job not yet started reject with {@link JobWithdrawn} (and every later run() too), so
-   * the consumer can hand it back at once. Returns how many were withdrawn. Without it, every received job runs.
+   * the consumer can hand it back at once, except the jobs whose id `keep` accepts: those still run. Returns how
+   * many were withdrawn. Without it, every received job runs.
    */
-  withdrawWaiting?(): number;
+  withdrawWaiting?(keep: (jobId: string) => boolean): number;
 }
 
 /** Facts about one delivery that results report. */
@@ -199,6 +200,15 @@ export class JobConsumer<Job> {
     this.stopping = true;
     const deadline = Date.now() + timeoutMs;
     const session = this.session;
+
+    // Prefetched jobs still waiting for the model go back to the queue now (basic.nack, see release()), for
+    // another worker to start at once, rather than running here one after another past the deadline. Jobs on
+    // their last allowed delivery still run: a hand-back counts as a delivery on RabbitMQ before 4.3, so it would
+    // push them past the delivery limit and the broker would dead-letter them without a result.
+    const onLastAttempt = (jobId: string) => [...this.inFlight].some((d) => d.jobId === jobId && this.isLastAttempt(d));
+    const withdrawn = this.options.handler.withdrawWaiting?.(onLastAttempt) ?? 0;
+    if (withdrawn > 0) this.options.logger.info({ withdrawn }, 'handing back jobs that had not started');
+
     if (session?.open && session.consumerTag !== undefined) {
       // Bounded: on a half-open TCP connection the broker's reply might only come after a heartbeat timeout.
       const cancelled = session.channel.cancel(session.consumerTag).then(
@@ -207,11 +217,6 @@ export class JobConsumer<Job> {
       );
       await Promise.race([cancelled, sleep(timeoutMs)]);
     }
-
-    // Prefetched jobs still waiting for the model go back to the queue now (basic.nack, see release()), for
-    // another worker to start at once, rather than running here one after another past the deadline.
-    const withdrawn = this.options.handler.withdrawWaiting?.() ?? 0;
-    if (withdrawn > 0) this.options.logger.info({ withdrawn }, 'handing back jobs that had not started');
 
     const drained = await this.waitForIdle(Math.max(0, deadline - Date.now()));
     const unfinished = drained ? [] : [...this.inFlight].map((d) => d.jobId ?? d.message.properties.messageId ?? '(unknown)');
@@ -303,8 +308,9 @@ export class JobConsumer<Job> {
     const log = jobLogger(logger, delivery.jobId, { deliveryCount: context.deliveryCount });
     log.debug({ bytes: message.content.length }, 'job received');
 
-    // A job that arrives while the worker shuts down was never started: hand it back like the waiting ones.
-    if (this.stopping) {
+    // A job that arrives while the worker shuts down was never started: hand it back like the waiting ones
+    // (unless it is on its last allowed delivery, see stop()).
+    if (this.stopping && !this.isLastAttempt(delivery)) {
       await this.release(delivery, log);
       return;
     }
@@ -322,6 +328,11 @@ export class JobConsumer<Job> {
     if (await this.settle(delivery, log, { type: MessageType.jobCompleted, body: completed }, 'ack', JobOutcome.completed)) {
       log.debug({ seconds: secondsSince(context.receivedAt) }, 'job completed');
     }
+  }
+
+  /** Whether the broker dead-letters this job if it comes back once more (quorum queue delivery limit). */
+  private isLastAttempt(delivery: Delivery): boolean {
+    return delivery.context.deliveryCount >= this.options.config.deliveryLimit;
   }
 
   /** Bad input: failed result, then dead-letter. The job can never succeed, so it is not requeued. */
@@ -356,7 +367,7 @@ export class JobConsumer<Job> {
 
     // The broker dead-letters on its own once the count passes the limit; on the last delivery it allows, the
     // worker does it instead, so that the producer also gets a failed result.
-    if (delivery.context.deliveryCount < config.deliveryLimit) {
+    if (!this.isLastAttempt(delivery)) {
       if (await this.settle(delivery, log, undefined, 'requeue', JobOutcome.retried)) {
         log.warn({ err, attempts }, 'inference failed; job requeued for another attempt');
       }
@@ -398,7 +409,7 @@ export class JobConsumer<Job> {
         // basic.nack would loop forever on RabbitMQ >= 4.3 (not counted), re-running the model each time. So the
         // delivery is rejected like a failed attempt: the delivery limit bounds it, and on the last allowed
         // delivery the message is dead-lettered. A bad job's message is dead-lettered as it would have been.
-        const lastDelivery = delivery.context.deliveryCount >= this.options.config.deliveryLimit;
+        const lastDelivery = this.isLastAttempt(delivery);
         if (action !== 'dead-letter') {
           action = lastDelivery ? 'dead-letter' : 'requeue';
           outcome = lastDelivery ? JobOutcome.exhausted : JobOutcome.retried;

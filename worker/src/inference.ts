@@ -73,7 +73,8 @@ export class InferenceEngine {
   private pumping = false;
   private timer?: NodeJS.Timeout;
   private closing = false;
-  private withdrawing = false;
+  /** Set at shutdown: the jobs that are handed back instead of run (see withdrawWaiting). */
+  private withdrawn?: (job: Job) => boolean;
   private unbatchableKeys = 0;
 
   constructor(
@@ -101,7 +102,7 @@ export class InferenceEngine {
    * the model, and with any other error when the model call failed (worth retrying).
    */
   run(job: Job): Promise<JobResult> {
-    if (this.withdrawing) return Promise.reject(new JobWithdrawn());
+    if (this.withdrawn?.(job)) return Promise.reject(new JobWithdrawn());
     if (this.closing) return Promise.reject(new Error('the inference engine is shutting down; the job was not started'));
     try {
       this.validate(job);
@@ -117,17 +118,29 @@ export class InferenceEngine {
 
   /**
    * For shutdown: rejects with {@link JobWithdrawn} every job that has not started on the model (single-pass jobs
-   * waiting for a batch, generation jobs waiting for their turn), and every job run() is given from now on. Jobs
-   * already running are not touched and finish as usual. Returns how many jobs were withdrawn.
+   * waiting for a batch, generation jobs waiting for their turn), and every job run() is given from now on, except
+   * those `keep` names: they run as usual, without waiting for a batch to fill. Jobs already running are not
+   * touched. Returns how many jobs were withdrawn.
    */
-  withdrawWaiting(): number {
-    this.withdrawing = true;
+  withdrawWaiting(keep: (job: Job) => boolean = () => false): number {
+    const withdraw = (job: Job) => !keep(job);
+    this.withdrawn = withdraw;
+    const waiting: Array<{ reject: (error: unknown) => void }> = [];
+
+    const keptGenerations = this.generations.filter((pending) => !withdraw(pending.job));
+    waiting.push(...this.generations.filter((pending) => withdraw(pending.job)));
+    this.generations.splice(0, this.generations.length, ...keptGenerations);
+    for (const [key, group] of this.groups) {
+      const kept = group.filter((pending) => !withdraw(pending.job));
+      waiting.push(...group.filter((pending) => withdraw(pending.job)));
+      if (kept.length > 0) this.groups.set(key, kept);
+      else this.groups.delete(key);
+    }
+
+    for (const pending of waiting) pending.reject(new JobWithdrawn());
     clearTimeout(this.timer);
     this.timer = undefined;
-    const waiting: Array<{ reject: (error: unknown) => void }> = [...this.generations.splice(0)];
-    for (const group of this.groups.values()) waiting.push(...group);
-    this.groups.clear();
-    for (const pending of waiting) pending.reject(new JobWithdrawn());
+    void this.pump();
     return waiting.length;
   }
 
@@ -258,7 +271,7 @@ export class InferenceEngine {
     for (const [key, group] of this.groups) {
       const rows = group.reduce((sum, p) => sum + p.rows, 0);
       const head = group[0].enqueuedAt;
-      const ready = this.closing || rows >= this.options.maxBatchSize || now - head >= this.options.maxBatchWaitMs;
+      const ready = this.closing || this.withdrawn !== undefined || rows >= this.options.maxBatchSize || now - head >= this.options.maxBatchWaitMs;
       if (ready && head < oldest) {
         chosen = key;
         oldest = head;

@@ -131,7 +131,7 @@ function jobHandler(config: WorkerConfig, engine: InferenceEngine): JobHandler<J
       return jobCompleted(job, result, context.workerId, Date.now() - context.receivedAt);
     },
     failed: (jobId, error, context, options) => jobFailed(jobId, error, context.workerId, options),
-    withdrawWaiting: () => engine.withdrawWaiting(),
+    withdrawWaiting: (keep) => engine.withdrawWaiting((job) => keep(job.jobId)),
   };
 }
 

@@ -287,6 +287,20 @@ describe('shutdown', () => {
     expect(calls).toHaveLength(0);
   });
 
+  test('withdrawWaiting(keep) runs the kept jobs at once, without waiting out the batch window, now and later', async () => {
+    const { engine, calls } = await engineFor(models.mlp, { maxBatchWaitMs: 60_000 });
+    const keep = (job: { jobId: string }) => job.jobId.startsWith('keep');
+    const kept = engine.run(mlpJob('keep-1', [[1, 2, 3, 4]]));
+    const withdrawn = engine.run(mlpJob('drop-1', [[5, 6, 7, 8]]));
+    expect(engine.withdrawWaiting(keep)).toBe(1);
+    await expect(withdrawn).rejects.toBeInstanceOf(JobWithdrawn);
+    await expect(kept).resolves.toMatchObject({ batchSize: 1 });
+    await expect(engine.run(mlpJob('keep-late', [[1, 2, 3, 4]]))).resolves.toMatchObject({ batchSize: 1 });
+    await expect(engine.run(mlpJob('drop-late', [[1, 2, 3, 4]]))).rejects.toBeInstanceOf(JobWithdrawn);
+    expect(calls).toHaveLength(2);
+    await engine.close();
+  });
+
   test('generation jobs run one at a time; withdrawWaiting() leaves the running one to finish and hands back the rest', async () => {
     const { engine, calls } = await engineFor(models.decoder);
     const generation = (jobId: string) =>

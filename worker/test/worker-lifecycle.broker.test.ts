@@ -186,9 +186,8 @@ describe('crashes and shutdowns mid-job', () => {
 
     const signalledAt = Date.now();
     worker.process.kill('SIGTERM');
-    const cancelled = await worker.waitForLog((l) => l.msg === 'consumer cancelled; no new jobs will arrive');
-    expect(cancelled.inFlight).toBe(5);
     expect((await worker.waitForLog((l) => l.msg === 'handing back jobs that had not started')).withdrawn).toBe(4);
+    await worker.waitForLog((l) => l.msg === 'consumer cancelled; no new jobs will arrive');
     await publishJobs(t, [generationJob('after-sigterm', 4)]);
 
     expect((await worker.exited).code).toBe(0);
@@ -209,6 +208,38 @@ describe('crashes and shutdowns mid-job', () => {
     for (const id of rest) expect(results.one(id).body.workerId).toBe(`${t.jobQueue}-next`);
     expect((await next.stop()).code).toBe(0);
     await expectQueueEmpty(t);
+  });
+
+  test('SIGTERM never hands back a job on its last allowed delivery: it runs, so the limit cannot dead-letter it', async () => {
+    // On RabbitMQ before 4.3 a hand-back counts as a delivery: with DELIVERY_LIMIT=1 a job handed back once is on
+    // its last allowed delivery, and handing it back again would make the broker dead-letter it without a result.
+    const t = topology('last-attempt');
+    const env = { [WorkerEnv.PREFETCH]: '3', [WorkerEnv.DELIVERY_LIMIT]: '1', [WorkerEnv.SHUTDOWN_TIMEOUT_MS]: '30000' };
+    const jobIds = ['last-0', 'last-1', 'last-2'];
+    const first = await start(t, `${t.jobQueue}-first`, env);
+    await first.waitUntilReady();
+    const results = await broker.collectResults(t.resultsExchange);
+    await publishJobs(t, jobIds.map((id) => generationJob(id, LONG)));
+    for (const id of jobIds) await first.waitForLog(received(id));
+    first.process.kill('SIGTERM');
+    expect((await first.exited).code).toBe(0);
+    const handedBack = first.logs.filter((l) => l.msg === 'job handed back unstarted for another worker').map((l) => String(l.jobId));
+    expect(handedBack).toHaveLength(2);
+
+    const second = await start(t, `${t.jobQueue}-second`, env);
+    for (const id of handedBack) {
+      const line = await second.waitForLog(received(id));
+      expect({ id, deliveryCount: line.deliveryCount }).toEqual({ id, deliveryCount: 1 });
+    }
+    second.process.kill('SIGTERM');
+    expect((await second.exited).code).toBe(0);
+    expect(second.logs.some((l) => l.msg === 'job handed back unstarted for another worker')).toBe(false);
+
+    await results.waitForJobs(jobIds);
+    expectAllCompleted(results, jobIds);
+    for (const id of handedBack) expect(results.one(id).body.workerId).toBe(`${t.jobQueue}-second`);
+    await expectQueueEmpty(t);
+    expect(await broker.depth(t.deadLetterQueue)).toEqual({ messages: 0, consumers: 0 });
   });
 
   test('SIGTERM with a job that outlives SHUTDOWN_TIMEOUT_MS: exit 1, the job is left unacked and redelivered', async () => {
