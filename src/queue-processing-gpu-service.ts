@@ -1,3 +1,4 @@
+import { Duration } from 'cdk8s';
 import { Construct } from 'constructs';
 import { GpuWorkerDeployment, GpuWorkerDeploymentProps } from './gpu-worker-deployment';
 import { KEDA_DEFAULTS, KedaQueueScaler, KedaQueueScalerProps } from './keda-queue-scaler';
@@ -94,6 +95,9 @@ export interface QueueProcessingGpuServiceProps extends Omit<GpuWorkerDeployment
   readonly monitoring?: QueueProcessingMonitoringOptions | false;
 }
 
+/** How long jobs may wait with no consumer before paging, when the autoscaler keeps at least one worker. */
+const WARM_NO_CONSUMERS_FOR = Duration.minutes(10);
+
 /**
  * GPU workers that drain a RabbitMQ queue, scaled on its backlog and watched by Prometheus: a
  * {@link GpuWorkerDeployment}, a {@link QueueScaledHpa} on it (with its prometheus-adapter rules) or, with `keda`,
@@ -173,6 +177,8 @@ export class QueueProcessingGpuService extends Construct {
         autoscalerName: this.autoscalerName,
         // KEDA keeps zero workers up to its activation backlog; the no-consumer alert must not page for that.
         activationBacklog: props.keda ? props.keda.activationBacklog ?? KEDA_DEFAULTS.activationBacklog : 0,
+        // With a replica kept warm, a queue without consumers is an outage, not a cold start from zero.
+        noConsumersFor: options.noConsumersFor ?? ((scaling.minReplicas ?? 1) >= 1 ? WARM_NO_CONSUMERS_FOR : undefined),
       });
     }
   }

@@ -161,8 +161,8 @@ export function queueWorkerAlerts(options: QueueWorkerAlertOptions): QueueWorker
   const growingFor = options.backlogGrowingFor ?? Duration.minutes(15);
   const unschedulableFor = options.unschedulableFor ?? Duration.minutes(15);
   const atMaxFor = options.atMaxReplicasFor ?? Duration.minutes(15);
-  // Shortcoming: one default for every autoscaler; workers that keep a replica warm (minReplicas >= 1) would want a
-  // shorter window, but these options do not know minReplicas. Users set `noConsumersFor` for them.
+  // Sized for a cold start from zero; QueueProcessingGpuService passes a shorter window when it keeps a worker warm.
+  // Used on its own, this construct does not know minReplicas: users with a warm replica set `noConsumersFor`.
   const noConsumersFor = options.noConsumersFor ?? Duration.millis(unschedulableFor.toMilliseconds()
     + (workers.startupTimeout ?? Duration.minutes(10)).toMilliseconds({ integral: false }));
   const activation = options.activationBacklog ?? 0;

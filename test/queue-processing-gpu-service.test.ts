@@ -112,6 +112,17 @@ describe('QueueProcessingGpuService', () => {
     expect(only(manifests, 'PrometheusRule').metadata.name).toBe('ocr-workers');
   });
 
+  test('the no-consumers alert pages after 10 minutes with a warm replica, after a whole cold start from zero', () => {
+    const noConsumersFor = (svc: QueueProcessingGpuService) =>
+      svc.monitoring!.alerts.find((a) => a.alert === 'JobQueueHasNoConsumers')!.for.toMinutes();
+    const warm = testChart();
+    expect(noConsumersFor(service(warm))).toBe(10);
+    const fromZero = testChart();
+    const connection = { secret: kplus.Secret.fromSecretName(fromZero, 'Mgmt', 'rabbitmq-management'), key: 'url' };
+    // unschedulableFor (15 min) + the workers' startupTimeout (10 min)
+    expect(noConsumersFor(service(fromZero, { keda: { rabbitmq: { connection } } }))).toBe(25);
+  });
+
   test('with keda, the no-consumers alert waits for backlog above the activation backlog', () => {
     const chart = testChart();
     const svc = service(chart, {
