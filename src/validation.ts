@@ -85,7 +85,7 @@ export function checkNonEmpty(construct: string, prop: string, value: string): s
 
 /**
  * How a quantity is written for the object that reads it.
- * - `kubernetes`: a resource.Quantity in the form the API server stores it, `8` or `2500m`, so that the applied
+ * - `kubernetes`: a resource.Quantity in the form the API server stores it (`8`, `2500m`, `2k`), so that the applied
  *   manifest and the stored object do not differ (GitOps tools would show that as drift).
  * - `decimal`: a plain decimal, `2.5`, for KEDA trigger metadata, which KEDA parses as a float (Go's
  *   strconv.ParseFloat), so a suffix such as `m` would be refused.
@@ -127,5 +127,21 @@ export function toQuantity(
     );
   }
   if (syntax === 'decimal') return String(milli / 1000);
-  return milli % 1000 === 0 ? String(milli / 1000) : `${milli}m`;
+  return canonicalDecimalQuantity(milli);
+}
+
+/**
+ * The API server's canonical form of a decimal quantity given in thousandths: the largest SI suffix that keeps
+ * the number whole (`500m`, `8`, `1500`, `2k`, `3M`).
+ */
+function canonicalDecimalQuantity(milli: number): string {
+  if (milli % 1000 !== 0) return `${milli}m`;
+  let whole = milli / 1000;
+  const suffixes = ['', 'k', 'M', 'G', 'T', 'P', 'E'];
+  let exponent = 0;
+  while (whole !== 0 && whole % 1000 === 0 && exponent < suffixes.length - 1) {
+    whole /= 1000;
+    exponent++;
+  }
+  return `${whole}${suffixes[exponent]}`;
 }

@@ -280,6 +280,11 @@ describe('QueueScaledHpa', () => {
     expect(toQuantity('X', 'p', 0.001, 'kubernetes')).toBe('1m');
     expect(toQuantity('X', 'p', 0.007, 'kubernetes')).toBe('7m');
     expect(toQuantity('X', 'p', 12.25, 'kubernetes')).toBe('12250m');
+    // Whole thousands take the SI suffix the API server stores them with; anything else stays as written.
+    expect(toQuantity('X', 'p', 1000, 'kubernetes')).toBe('1k');
+    expect(toQuantity('X', 'p', 1500, 'kubernetes')).toBe('1500');
+    expect(toQuantity('X', 'p', 2_000_000, 'kubernetes')).toBe('2M');
+    expect(toQuantity('X', 'p', 1000, 'decimal')).toBe('1000');
     expect(toQuantity('X', 'p', 8, 'decimal')).toBe('8');
     expect(toQuantity('X', 'p', 0.001, 'decimal')).toBe('0.001');
     expect(toQuantity('X', 'p', 12.25, 'decimal')).toBe('12.25');
