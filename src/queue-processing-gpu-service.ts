@@ -167,6 +167,9 @@ export class QueueProcessingGpuService extends Construct {
       // In another scope (a monitoring chart), the id comes from this construct's path so that two services never
       // collide there. The objects are named after the workers, in any scope, when the name leaves room for the
       // suffixes; only a longer worker name falls back to a path-derived one.
+      // Shortcoming: two services whose workers share a name (in different namespaces) and share one monitoring
+      // scope get the same object names there, and one overwrites the other on apply; give one of them
+      // `monitoring.name`. Nothing checks this yet.
       const monitoringId = monitoringScope ? `${this.node.path.replace(/\//g, '-')}-Monitoring` : 'Monitoring';
       const workerName = this.workers.name.length <= MAX_MONITORING_NAME ? this.workers.name : undefined;
       this.monitoring = new QueueWorkerMonitoring(monitoringScope ?? this, monitoringId, {
