@@ -120,11 +120,9 @@ async function main(): Promise<void> {
 /** Adapts the message schema and the inference engine to what the consumer needs. */
 function jobHandler(config: WorkerConfig, engine: InferenceEngine): JobHandler<Job> {
   return {
-    parse: (content, properties) => {
-      const job = parseJob(content, properties, { maxMessageBytes: config.maxMessageBytes });
-      engine.validate(job);
-      return job;
-    },
+    // The message is checked here; the job against the model once, by engine.run (a JobRejection there is
+    // answered and dead-lettered like one from parsing).
+    parse: (content, properties) => parseJob(content, properties, { maxMessageBytes: config.maxMessageBytes }),
     jobId: (job) => job.jobId,
     run: async (job: Job, context: JobContext) => {
       const result = await engine.run(job);
