@@ -77,6 +77,14 @@ export const WORKER_DEFAULTS = {
 } as const;
 
 /**
+ * Default prefetch: one batch of unacked jobs. Enough to fill a model call, little enough that a new replica finds
+ * work in the queue instead of in an old replica's buffer.
+ */
+export function defaultPrefetch(maxBatchSize: number): number {
+  return maxBatchSize;
+}
+
+/**
  * Inclusive ranges the worker accepts for its numeric settings. The worker refuses to start outside them; the
  * constructs refuse to synthesize such a value, so a bad setting fails at `cdk8s synth`, not as a crash loop.
  */

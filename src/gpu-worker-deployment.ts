@@ -4,6 +4,7 @@ import * as kplus from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import {
   DEFAULT_WORKER_IMAGE,
+  defaultPrefetch,
   EXECUTION_PROVIDERS,
   ExecutionProviderChoice,
   WORKER_DEFAULTS,
@@ -738,7 +739,7 @@ interface ResolvedBatching {
 function resolveBatching(props: GpuWorkerDeploymentProps): ResolvedBatching {
   const maxBatchSize = checkBetween('maxBatchSize', props.maxBatchSize ?? WORKER_DEFAULTS.maxBatchSize,
     WORKER_LIMITS.maxBatchSize);
-  const prefetch = checkBetween('prefetch', props.prefetch ?? maxBatchSize, WORKER_LIMITS.prefetch);
+  const prefetch = checkBetween('prefetch', props.prefetch ?? defaultPrefetch(maxBatchSize), WORKER_LIMITS.prefetch);
   if (prefetch < maxBatchSize) {
     invalidProp(CONSTRUCT, 'prefetch',
       `(${prefetch}) is less than \`maxBatchSize\` (${maxBatchSize}), so batches never fill`,

@@ -7,7 +7,15 @@
  */
 import * as os from 'node:os';
 import { z } from 'zod';
-import { EXECUTION_PROVIDERS, ExecutionProviderChoice, WORKER_DEFAULTS, WORKER_LIMITS, WorkerEnv, WorkerHttp } from './contract';
+import {
+  defaultPrefetch,
+  EXECUTION_PROVIDERS,
+  ExecutionProviderChoice,
+  WORKER_DEFAULTS,
+  WORKER_LIMITS,
+  WorkerEnv,
+  WorkerHttp,
+} from './contract';
 
 /** Everything the runtime needs to know, resolved and validated. */
 export interface WorkerConfig {
@@ -131,9 +139,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
     deadLetterExchange: e.DEAD_LETTER_EXCHANGE ?? WORKER_DEFAULTS.deadLetterExchange,
     deadLetterQueue: e.DEAD_LETTER_QUEUE ?? WORKER_DEFAULTS.deadLetterQueue,
     deliveryLimit: e.DELIVERY_LIMIT ?? WORKER_DEFAULTS.deliveryLimit,
-    // One batch worth of unacked jobs: enough to fill a model call, little enough that a new replica
-    // finds work in the queue instead of in an old replica's buffer.
-    prefetch: e.PREFETCH ?? maxBatchSize,
+    prefetch: e.PREFETCH ?? defaultPrefetch(maxBatchSize),
     maxBatchSize,
     maxBatchWaitMs: e.MAX_BATCH_WAIT_MS ?? WORKER_DEFAULTS.maxBatchWaitMs,
     maxMessageBytes: e.MAX_MESSAGE_BYTES ?? WORKER_DEFAULTS.maxMessageBytes,
